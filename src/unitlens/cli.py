@@ -1,0 +1,48 @@
+"""The ``unitlens`` command line. The only module, with ``runs`` and ``render``, that decides where files go."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+import unitlens
+from unitlens.errors import UnitlensError
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="unitlens",
+        description="See what every hidden unit of a deep network computes (Erhan et al. 2009).",
+    )
+    parser.add_argument("--version", action="version", version=f"unitlens {unitlens.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    from unitlens.commands import data as data_cmd
+
+    data_cmd.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status (0 success, 2 a user error, 130 interrupted)."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    run: Command | None = getattr(args, "run", None)
+    if run is None:
+        parser.print_help()
+        return 0
+    try:
+        return run(args)
+    except UnitlensError as exc:
+        print(f"unitlens: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("unitlens: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per CLI sub-command: argument parsing and file placement, calling the pure core."""
