@@ -1,4 +1,4 @@
-"""The ``unitlens`` command line. The only module, with ``runs`` and ``render``, that decides where files go."""
+"""The ``unitlens`` command line: with ``runs`` and ``render``, the only code that decides where files go."""
 
 from __future__ import annotations
 

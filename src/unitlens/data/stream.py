@@ -39,7 +39,9 @@ class ShuffledBatches:
 
     def __init__(self, x: Tensor, y: Tensor | None, batch_size: int, generator: torch.Generator) -> None:
         if not 0 < batch_size <= x.shape[0]:
-            raise UnitlensError(f"batch_size must be in 1..{x.shape[0]} (the number of rows), got {batch_size}")
+            raise UnitlensError(
+                f"batch_size must be in 1..{x.shape[0]} (the number of rows), got {batch_size}"
+            )
         self.x, self.y, self.batch_size, self.generator = x, y, batch_size, generator
         self._order = torch.randperm(x.shape[0], generator=generator)
         self._position = 0

@@ -1,0 +1,32 @@
+"""The paper's premise, measured on the embedded digits: pre-training beats random initialisation.
+
+Trains real 784-500-500-500 stacks (about a minute): the floors are the specification's section 8.
+"""
+
+import pytest
+import torch
+
+from unitlens.data.elastic import ElasticStream
+from unitlens.data.mnist import load_mnist
+from unitlens.presets import build_stack, mnist_finetune, mnist_recipe
+from unitlens.training.comparison import compare_with_random
+from unitlens.training.greedy import train_layerwise
+
+
+@pytest.mark.slow
+def test_pretrained_stacks_beat_random_initialisation_after_finetuning() -> None:
+    data = load_mnist()
+    stacks = {}
+    for kind in ("dbn", "sdae"):
+        recipe = mnist_recipe(kind, (500, 500, 500), 100_000)
+        generator = torch.Generator().manual_seed(0)
+        stack = build_stack(recipe, 784, data.kind, generator)
+        source = ElasticStream(
+            data.x_train, data.y_train, data.image_shape, 100, torch.Generator().manual_seed(0)
+        )
+        train_layerwise(stack, source, data.x_test, recipe.training, generator)
+        stacks[kind] = stack
+    errors = compare_with_random(stacks, data, mnist_finetune(), seed=0).errors()
+    assert errors["dbn"] <= 0.049, errors
+    assert errors["sdae"] <= 0.046, errors
+    assert errors["random"] >= max(errors["dbn"], errors["sdae"]) + 0.02, errors
