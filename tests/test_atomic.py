@@ -16,6 +16,7 @@ def test_write_creates_parents_and_replaces(tmp_path: Path) -> None:
 def test_failed_write_keeps_old_file_and_leaves_no_temporary(tmp_path: Path) -> None:
     target = tmp_path / "f.bin"
     write_bytes(target, b"old")
+
     def crash() -> None:
         with atomic_path(target) as tmp:
             tmp.write_bytes(b"half")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -13,6 +14,15 @@ from unitlens.training.denoising import DenoisingTrainer
 from unitlens.training.sgd import SGDConfig, sgd_step
 
 PARAMS = ("weight", "hidden_bias", "visible_bias")
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny matrices: a second BLAS thread only adds hand-off latency (large on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def gen(seed: int = 0) -> torch.Generator:
