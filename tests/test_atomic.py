@@ -26,3 +26,14 @@ def test_failed_write_keeps_old_file_and_leaves_no_temporary(tmp_path: Path) -> 
         crash()
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+def test_written_files_get_ordinary_permissions(tmp_path: Path) -> None:
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        write_text(tmp_path / "f.txt", "x")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644

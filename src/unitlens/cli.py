@@ -21,8 +21,12 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     from unitlens.commands import data as data_cmd
+    from unitlens.commands import report as report_cmd
+    from unitlens.commands import reproduce as reproduce_cmd
 
+    reproduce_cmd.add_parser(sub)
     data_cmd.add_parser(sub)
+    report_cmd.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,22 @@
+"""``unitlens report RUN_DIR``: re-render the claims, figures and report of a run from its raw results."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "report",
+        help="re-render a run folder's figures and report from its results (no retraining)",
+    )
+    p.add_argument("run_dir", type=Path, help="a run folder made by unitlens reproduce")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from unitlens.reproduce import render_run
+
+    print(f"report: {render_run(args.run_dir)}")
+    return 0

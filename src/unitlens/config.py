@@ -1,0 +1,246 @@
+"""The ``reproduce`` pipeline's settings: frozen dataclasses, presets, TOML files and ``--set`` overrides.
+
+A setting is addressed by its dotted path, e.g. ``mnist.examples_per_layer=400000`` or
+``study.restarts=9``. Unknown keys and values of the wrong type are errors that name the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from unitlens.errors import UnitlensError
+
+PRESETS = ("quick", "paper")
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """Pre-training of one data set's two stacks.
+
+    Attributes:
+        hidden: units per hidden layer.
+        examples_per_layer: training examples each layer sees.
+        dbn_learning_rate, sdae_learning_rate: first-layer SGD step sizes (see ``unitlens.presets``).
+        dbn_upper_learning_rate, sdae_upper_learning_rate: the step sizes of layers 2 and up, whose inputs
+            are codes in [0, 1] whatever the data.
+        batch_size: examples per step.
+    """
+
+    hidden: tuple[int, ...] = (500, 500, 500)
+    examples_per_layer: int = 200_000
+    dbn_learning_rate: float = 0.05
+    sdae_learning_rate: float = 0.01
+    dbn_upper_learning_rate: float = 0.05
+    sdae_upper_learning_rate: float = 0.01
+    batch_size: int = 100
+
+
+@dataclass(frozen=True)
+class MnistSettings(StackSettings):
+    """MNIST: the embedded digits, or the IDX files or .npz in ``data_dir``; trained on the elastic stream."""
+
+    data_dir: str = ""
+    elastic: bool = True
+
+
+@dataclass(frozen=True)
+class PatchSettings(StackSettings):
+    """Whitened natural-image patches from the bundled photographs, or the folder ``photos``."""
+
+    size: int = 12
+    n_train: int = 100_000
+    n_test: int = 10_000
+    photos: str = ""
+    dbn_learning_rate: float = 0.005
+    sdae_learning_rate: float = 0.002
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """The visualization and analysis of each stack (see ``unitlens.study.StudyConfig``)."""
+
+    mnist_units: int = 36
+    patch_units: int = 144
+    restarts: int = 9
+    max_steps: int = 1000
+    tol: float = 1e-5
+    burn_in: int = 1000
+    n_samples: int = 18
+    every: int = 100
+    lc_k: int = 100
+    n_exemplars: int = 9
+    control: bool = True
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """Fine-tuning on MNIST: classification error, and how much it changes the AM images (claim 7)."""
+
+    enabled: bool = True
+    examples: int = 20_000
+    learning_rate: float = 0.2
+    batch_size: int = 20
+
+
+@dataclass(frozen=True)
+class ReproduceConfig:
+    """Everything ``unitlens reproduce`` does; a run folder keeps it as ``config.toml``."""
+
+    preset: str = "quick"
+    seed: int = 0
+    mnist: MnistSettings = field(default_factory=MnistSettings)
+    patches: PatchSettings = field(default_factory=PatchSettings)
+    patches20: bool = False
+    study: StudySettings = field(default_factory=StudySettings)
+    finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise UnitlensError(f"preset must be one of {PRESETS}, got {self.preset!r}")
+        for name, s in (("mnist", self.mnist), ("patches", self.patches)):
+            bad_sizes = not s.hidden or min(s.hidden) < 1
+            if bad_sizes or s.batch_size < 1 or s.examples_per_layer < s.batch_size:
+                raise UnitlensError(f"{name}: hidden sizes, batch_size, examples_per_layer must be positive")
+        if self.patches.size < 4:
+            raise UnitlensError(f"patches.size must be >= 4, got {self.patches.size}")
+
+
+def preset(name: str) -> ReproduceConfig:
+    """The settings of preset ``quick`` (the embedded data, minutes) or ``paper`` (the paper's scale)."""
+    if name == "quick":
+        return ReproduceConfig(preset="quick")
+    if name == "paper":
+        return ReproduceConfig(
+            preset="paper",
+            mnist=MnistSettings(hidden=(1000, 1000, 1000), examples_per_layer=2_500_000),
+            patches=PatchSettings(hidden=(500, 500, 500), examples_per_layer=2_000_000, n_train=100_000),
+            patches20=True,
+            study=StudySettings(burn_in=20_000, max_steps=3000),
+        )
+    raise UnitlensError(f"unknown preset {name!r}; choose one of {PRESETS}")
+
+
+def to_dict(config: ReproduceConfig) -> dict[str, Any]:
+    """Nested plain values (tuples become lists)."""
+    return _plain(dataclasses.asdict(config))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def from_dict(values: dict[str, Any], *, where: str = "config") -> ReproduceConfig:
+    """Rebuild a config from nested values, starting from its preset's defaults."""
+    base = preset(str(values.get("preset", "quick")))
+    return _merge(base, values, where)
+
+
+def _merge(obj: Any, values: dict[str, Any], where: str) -> Any:
+    if not isinstance(values, dict):
+        raise UnitlensError(f"{where}: expected a table of settings, got {values!r}")
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    changes: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise UnitlensError(f"{where}: unknown setting {key!r}; known: {', '.join(sorted(fields))}")
+        current = getattr(obj, key)
+        path = f"{where}.{key}" if where != "config" else key
+        if dataclasses.is_dataclass(current):
+            changes[key] = _merge(current, value, path)
+        else:
+            changes[key] = _coerce(value, current, path)
+    return dataclasses.replace(obj, **changes)
+
+
+def _coerce(value: Any, current: Any, path: str) -> Any:
+    if isinstance(current, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+    elif isinstance(current, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.replace("_", ""))
+            except ValueError:
+                pass
+    elif isinstance(current, float):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif isinstance(current, str):
+        if isinstance(value, str):
+            return value
+    elif isinstance(current, tuple):
+        items = value.split(",") if isinstance(value, str) else value
+        if isinstance(items, list | tuple):
+            try:
+                return tuple(int(str(v).strip()) for v in items)
+            except ValueError:
+                pass
+    raise UnitlensError(f"setting {path}: expected a value like {current!r}, got {value!r}")
+
+
+def apply_overrides(config: ReproduceConfig, overrides: list[str]) -> ReproduceConfig:
+    """Apply ``key=value`` strings (dotted keys) from the command line."""
+    values: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UnitlensError(f"--set expects key=value (e.g. study.restarts=9), got {item!r}")
+        node = values
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value.strip()
+    return _merge(config, values, "config")
+
+
+def dumps_toml(config: ReproduceConfig) -> str:
+    """The config as TOML (scalars, lists of ints, and one level of tables)."""
+    data = to_dict(config)
+    top = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    tables = [
+        f"\n[{k}]\n" + "\n".join(f"{kk} = {_toml_value(vv)}" for kk, vv in v.items())
+        for k, v in data.items()
+        if isinstance(v, dict)
+    ]
+    return "\n".join(top) + "\n" + "\n".join(tables) + "\n"
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise UnitlensError(f"cannot write {v!r} to TOML")
+
+
+def load_toml(path: str | Path) -> ReproduceConfig:
+    """Read a config written by :func:`dumps_toml` (or by hand)."""
+    p = Path(path)
+    try:
+        values = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise UnitlensError(f"config file {p} does not exist") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UnitlensError(f"config file {p} is not valid TOML: {exc}") from exc
+    return from_dict(values, where=str(p))

@@ -1,0 +1,837 @@
+"""The paper's figures (spec section 6), rendered from a run's raw results alone.
+
+Every figure function is pure: it takes the arrays of ``unitlens.results.load_arrays`` (one mapping per
+trained stack, ``None`` where a stack was not run) and returns a :class:`FigureImage`: a grey image
+``(H, W)`` in [0, 1] plus the position of every panel, so tests and reports can find the tiles.
+``FigureImage`` converts to a numpy array (``np.asarray(fig)``) and can be passed to ``save_png`` as is.
+``write_figures`` is the only function that touches files.
+
+Display rules (paper section 6, via ``unitlens.render.tiles``): grey-scale tiles, each scaled on its own;
+signed images black negative, grey zero, white positive; 1-pixel borders between tiles (``scale`` pixels
+once a figure is enlarged). A panel a run cannot provide (no SDAE, a missing layer, no samples for an SDAE)
+is drawn as a light-grey box that says what is missing, and named in ``FigureImage.missing``; arrays of the
+wrong shape raise ``UnitlensError`` naming the stack and key.
+
+Standardised data (patches) is shown in pixel units when the results carry ``pixel_mean`` and
+``pixel_scale`` (s): inputs (AM optima, samples) as ``x * s + mean``, and weights (filters, linear
+combinations) as the equivalent weights on raw pixels, ``w / s``, since ``w . ((x - mean) / s)`` equals
+``(w / s) . x`` up to a constant.
+
+Unit positions (``units=``, ``restart_units=``) index the *studied* units of a layer (rows of the
+results arrays); labels show the model's unit numbers (the ``units`` key).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from unitlens.atomic import write_bytes
+from unitlens.errors import UnitlensError
+from unitlens.render.png import save_png
+from unitlens.render.tiles import BORDER_VALUE, tile_images, upscale
+
+__all__ = [
+    "DATASETS",
+    "MODELS",
+    "FigureImage",
+    "figure1",
+    "figure2",
+    "figure3",
+    "figure4",
+    "layer_figure",
+    "samples_figure",
+    "selectivity_figure",
+    "write_figures",
+]
+
+Results = Mapping[str, np.ndarray]
+Box = tuple[int, int, int, int]
+"""A panel's place in a figure: (top, left, height, width) in pixels."""
+
+DATASETS = ("mnist", "patches", "patches20")
+DATASET_LABELS = {"mnist": "MNIST", "patches": "patches 12x12", "patches20": "patches 20x20"}
+MODELS = ("dbn", "sdae")
+
+BACKGROUND = BORDER_VALUE  # white, like the tile borders, so panels read as one sheet
+PLACEHOLDER = 0.9  # light grey box standing in for a panel the results cannot provide
+TEXT_GREY = 0.0
+
+_LAYER_KEY = re.compile(r"^layer(\d+)/")
+
+
+@dataclass(frozen=True)
+class FigureImage:
+    """A rendered figure.
+
+    Attributes:
+        image: ``(H, W)`` float64 grey levels in [0, 1].
+        boxes: panel name -> ``(top, left, height, width)`` of that panel in ``image`` (for a tile grid,
+            the box is exactly the output of ``tile_images``, enlarged by the figure's ``scale``).
+        missing: names of panels the results could not provide (drawn as labelled placeholders).
+    """
+
+    image: np.ndarray
+    boxes: Mapping[str, Box] = field(default_factory=dict)
+    missing: tuple[str, ...] = ()
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return np.array(self.image, dtype=dtype, copy=True if copy else None)
+
+    def crop(self, name: str) -> np.ndarray:
+        """The pixels of panel ``name``, ``(height, width)``."""
+        if name not in self.boxes:
+            raise UnitlensError(f"figure has no panel {name!r}; panels: {sorted(self.boxes)}")
+        top, left, h, w = self.boxes[name]
+        return self.image[top : top + h, left : left + w]
+
+
+# ------------------------------------------------------------------------------------------ layout blocks
+
+
+@dataclass
+class _Block:
+    """A piece of a figure under construction: pixels plus the boxes of the named panels inside."""
+
+    image: np.ndarray
+    boxes: dict[str, Box] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+
+def _blank(height: int, width: int) -> _Block:
+    return _Block(np.full((max(height, 0), max(width, 0)), BACKGROUND))
+
+
+def _table(
+    cells: Sequence[Sequence[_Block | None]], gap_h: int, gap_v: int | None = None, *, centre: bool = True
+) -> _Block:
+    """Lay blocks out on a table: row height and column width are their largest cell's.
+
+    Each cell is centred in its slot, or put at the slot's top-left corner when ``centre`` is False.
+    """
+    gap_v = gap_h if gap_v is None else gap_v
+    n_rows, n_cols = len(cells), max(len(r) for r in cells)
+    heights = [max((c.height for c in row if c is not None), default=0) for row in cells]
+    widths = [
+        max((c.width for r in cells if j < len(r) and (c := r[j]) is not None), default=0)
+        for j in range(n_cols)
+    ]
+    out = _blank(sum(heights) + gap_v * (n_rows - 1), sum(widths) + gap_h * (n_cols - 1))
+    top = 0
+    for i, row in enumerate(cells):
+        left = 0
+        for j in range(n_cols):
+            cell = row[j] if j < len(row) else None
+            if cell is not None:
+                dt, dl = top, left
+                if centre:
+                    dt, dl = top + (heights[i] - cell.height) // 2, left + (widths[j] - cell.width) // 2
+                out.image[dt : dt + cell.height, dl : dl + cell.width] = cell.image
+                for name, (t, le, h, w) in cell.boxes.items():
+                    out.boxes[name] = (t + dt, le + dl, h, w)
+                out.missing.extend(cell.missing)
+            left += widths[j] + gap_h
+        top += heights[i] + gap_v
+    return out
+
+
+def _row(blocks: Sequence[_Block | None], gap: int) -> _Block:
+    return _table([list(blocks)], gap)
+
+
+def _column(blocks: Sequence[_Block | None], gap: int, *, centre: bool = True) -> _Block:
+    return _table([[b] for b in blocks], gap, centre=centre)
+
+
+def _pad(block: _Block, pad: int) -> _Block:
+    return _table([[_blank(pad, 0)], [_row([_blank(0, pad), block, _blank(0, pad)], 0)], [_blank(pad, 0)]], 0)
+
+
+def _font_size(scale: int) -> int:
+    # 11 px at scale 1 (the size of Pillow's bitmap font) growing with the tiles, so labels keep pace.
+    return 6 + 5 * scale
+
+
+@functools.lru_cache(maxsize=16)
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except (OSError, ImportError, TypeError):  # Pillow without FreeType: the fixed-size bitmap font
+        return ImageFont.load_default()
+
+
+def _text(text: str, size: int) -> _Block:
+    """Black ``text`` on the background, cropped to the text with a small margin; lines split at newlines
+    are centred under each other."""
+    lines = text.split("\n")
+    if len(lines) > 1:
+        return _column([_text(line, size) for line in lines], 0)
+    font = _font(size)
+    left, top, right, bottom = (int(v) for v in font.getbbox(text))
+    # Lines share one height (ascender to descender) so that labels of one row align.
+    top, bottom = min(top, int(font.getbbox("Ag")[1])), max(bottom, int(font.getbbox("Ag")[3]))
+    pad = max(1, size // 5)
+    picture = Image.new("L", (right - left + 2 * pad, bottom - top + 2 * pad), round(BACKGROUND * 255))
+    ImageDraw.Draw(picture).text((pad - left, pad - top), text, font=font, fill=int(TEXT_GREY * 255))
+    return _Block(np.asarray(picture, dtype=np.float64) / 255.0)
+
+
+def _placeholder(name: str, message: str, height: int, width: int, scale: int) -> _Block:
+    """A light-grey ``height x width`` box saying ``message``, standing in for panel ``name``."""
+    height, width = max(height, 1), max(width, 1)
+    font = _font(_font_size(scale))
+    picture = Image.new("L", (width, height), round(PLACEHOLDER * 255))
+    draw = ImageDraw.Draw(picture)
+    lines = message.split("\n")
+    line_h = int(font.getbbox("Ag")[3]) + 2
+    y = (height - line_h * len(lines)) // 2
+    for line in lines:
+        bbox = font.getbbox(line)
+        draw.text(((width - (int(bbox[2]) - int(bbox[0]))) // 2 - int(bbox[0]), y), line, font=font, fill=64)
+        y += line_h
+    return _Block(np.asarray(picture, dtype=np.float64) / 255.0, {name: (0, 0, height, width)}, [name])
+
+
+def _panel(name: str, image: np.ndarray, scale: int) -> _Block:
+    big = upscale(image, scale)
+    return _Block(big, {name: (0, 0, big.shape[0], big.shape[1])})
+
+
+def _row_labels(labels: Sequence[str], tile_h: int, scale: int, size: int) -> _Block:
+    """A column of labels, each centred on one row of a tile grid whose tiles are ``tile_h`` high."""
+    step = (tile_h + 1) * scale
+    texts = [_text(s, size) for s in labels]
+    width = max(t.width for t in texts)
+    out = _blank(max(len(labels) * step + scale, max(t.height for t in texts)), width)
+    for r, t in enumerate(texts):
+        centre = scale + r * step + tile_h * scale // 2
+        top = min(max(centre - t.height // 2, 0), out.height - t.height)
+        out.image[top : top + t.height, width - t.width :] = t.image
+    return out
+
+
+def _grid_size(n: int, image_shape: tuple[int, int], grid: tuple[int, int] | None = None) -> tuple[int, int]:
+    """Pixel size of ``tile_images`` for ``n`` tiles (1-pixel borders), at scale 1."""
+    if grid is None:
+        cols = math.isqrt(n - 1) + 1
+        grid = (-(-n // cols), cols)
+    h, w = image_shape
+    return grid[0] * h + grid[0] + 1, grid[1] * w + grid[1] + 1
+
+
+# ------------------------------------------------------------------------------------------ reading results
+
+
+class _Stack:
+    """One stack's results with checked shapes; ``name`` (e.g. "mnist-dbn") is used in messages."""
+
+    def __init__(self, arrays: Results, name: str) -> None:
+        self.arrays, self.name = arrays, name
+        if "image_shape" not in arrays:
+            raise UnitlensError(f"results {name}: no 'image_shape' entry; expected (height, width)")
+        shape = np.asarray(arrays["image_shape"])
+        if shape.shape != (2,) or shape.dtype.kind not in "iu" or (shape < 1).any():
+            raise UnitlensError(
+                f"results {name}: image_shape must be two positive integers, got {shape.tolist()!r}"
+            )
+        self.image_shape = (int(shape[0]), int(shape[1]))
+        self.d = self.image_shape[0] * self.image_shape[1]
+        self.mean = self._pixel_vector("pixel_mean")
+        self.scale = self._pixel_vector("pixel_scale")
+        if self.scale is not None and not (self.scale > 0).all():
+            raise UnitlensError(f"results {name}: pixel_scale must be positive everywhere")
+        self.layers = sorted({int(m.group(1)) for k in arrays if (m := _LAYER_KEY.match(k))})
+
+    def _pixel_vector(self, key: str) -> np.ndarray | None:
+        if key not in self.arrays:
+            return None
+        v = np.asarray(self.arrays[key], dtype=np.float64)
+        if v.shape != (self.d,) or not np.isfinite(v).all():
+            raise UnitlensError(f"results {self.name}: {key} must be {self.d} finite values, got {v.shape}")
+        return v
+
+    def get(self, layer: int, key: str, shape: Sequence[int | None]) -> np.ndarray | None:
+        """``layer{layer}/{key}`` checked against ``shape`` (None: any size), or None when absent."""
+        full = f"layer{layer}/{key}"
+        if full not in self.arrays:
+            return None
+        arr = np.asarray(self.arrays[full])
+        if arr.ndim != len(shape) or any(
+            s is not None and s != a for s, a in zip(shape, arr.shape, strict=True)
+        ):
+            want = "(" + ", ".join("n" if s is None else str(s) for s in shape) + ")"
+            raise UnitlensError(f"results {self.name}: {full} has shape {arr.shape}, expected {want}")
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise UnitlensError(f"results {self.name}: {full} holds NaN or infinity")
+        return arr
+
+    def n_units(self, layer: int) -> int | None:
+        """Studied units of ``layer`` (from whichever per-unit array is present)."""
+        for key, ndim in (("am_x", 3), ("units", 1), ("filters", 2), ("lc", 2), ("samples_mean", 2)):
+            arr = self.get(layer, key, [None] * ndim)
+            if arr is not None:
+                return int(arr.shape[0])
+        return None
+
+    def unit_ids(self, layer: int, n: int) -> np.ndarray:
+        ids = self.get(layer, "units", [n])
+        return np.arange(n) if ids is None else ids.astype(np.int64)
+
+    def as_pixels(self, x: np.ndarray) -> np.ndarray:
+        """Inputs ``(..., d)`` in the units of the raw pixels (see the module docstring)."""
+        x = x.astype(np.float64)
+        if self.scale is not None:
+            x = x * self.scale
+        return x if self.mean is None else x + self.mean
+
+    def as_pixel_weights(self, w: np.ndarray) -> np.ndarray:
+        """Weights ``(..., d)`` acting on standardised inputs, as weights on raw pixels."""
+        w = w.astype(np.float64)
+        return w if self.scale is None else w / self.scale
+
+    def filters(self, layer: int) -> np.ndarray | None:
+        f = self.get(layer, "filters", [None, self.d])
+        return None if f is None else self.as_pixel_weights(f)
+
+    def linear_combination(self, layer: int) -> np.ndarray | None:
+        f = self.get(layer, "lc", [None, self.d])
+        return None if f is None else self.as_pixel_weights(f)
+
+    def am(self, layer: int) -> np.ndarray | None:
+        """All restarts' x*, ``(U, R, d)``."""
+        x = self.get(layer, "am_x", [None, None, self.d])
+        return None if x is None else self.as_pixels(x)
+
+    def am_best(self, layer: int) -> np.ndarray | None:
+        """Each unit's best restart ``(U, d)``."""
+        x = self.am(layer)
+        if x is None:
+            return None
+        n, r = x.shape[:2]
+        best = self.get(layer, "am_best", [n])
+        if best is None:
+            # No recorded choice: the best restart is the most active one, when activations are kept.
+            act = self.get(layer, "am_activation", [n, r])
+            if act is None:
+                raise UnitlensError(f"results {self.name}: layer{layer}/am_x needs am_best or am_activation")
+            best = act.argmax(axis=1)
+        if best.dtype.kind not in "iu" or ((best < 0) | (best >= r)).any():
+            raise UnitlensError(
+                f"results {self.name}: layer{layer}/am_best must hold restart indices in 0..{r - 1}"
+            )
+        return x[np.arange(n), best.astype(np.int64)]
+
+    def restarts_by_activation(self, layer: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Restarts sorted by final activation, most active first: x ``(U, R, d)``, activation ``(U, R)``."""
+        x = self.am(layer)
+        if x is None:
+            return None
+        act = self.get(layer, "am_activation", list(x.shape[:2]))
+        if act is None:
+            return None
+        order = np.argsort(-act, axis=1, kind="stable")
+        return np.take_along_axis(x, order[:, :, None], axis=1), np.take_along_axis(act, order, axis=1)
+
+    def samples(self, layer: int) -> np.ndarray | None:
+        s = self.get(layer, "samples", [None, None, self.d])
+        return None if s is None else self.as_pixels(s)
+
+    def samples_mean(self, layer: int) -> np.ndarray | None:
+        s = self.get(layer, "samples_mean", [None, self.d])
+        return None if s is None else self.as_pixels(s)
+
+    def selectivity(self, layer: int) -> np.ndarray | None:
+        m = self.get(layer, "selectivity", [None, None])
+        if m is None:
+            return None
+        if m.shape[0] != m.shape[1] or m.shape[0] == 0:
+            raise UnitlensError(
+                f"results {self.name}: layer{layer}/selectivity must be square, got {m.shape}"
+            )
+        if not ((m >= 0) & (m <= 1)).all():
+            raise UnitlensError(
+                f"results {self.name}: layer{layer}/selectivity must be column-normalised into [0, 1]"
+            )
+        return m.astype(np.float64)
+
+
+def _stack(results: Results | None, name: str) -> _Stack | None:
+    return None if results is None else _Stack(results, name)
+
+
+def _check_scale(scale: int) -> int:
+    if isinstance(scale, bool) or not isinstance(scale, int | np.integer) or scale < 1:
+        raise UnitlensError(f"scale: expected an integer >= 1, got {scale!r}")
+    return int(scale)
+
+
+def _positions(units: Sequence[int] | None, n_units: int, available: int, what: str) -> list[int]:
+    """Positions of the studied units to show: ``units`` as given, else the first ``n_units``."""
+    if units is None:
+        return list(range(min(n_units, available)))
+    pos = [int(u) for u in units]
+    bad = [u for u in pos if not 0 <= u < available]
+    if bad or not pos:
+        raise UnitlensError(f"{what}: unit positions must lie in 0..{available - 1}, got {list(units)}")
+    return pos
+
+
+# ------------------------------------------------------------------------------------------ Figures 1 and 2
+
+
+def _layer_panel(
+    stack: _Stack | None, model: str, layer: int, n_units: int, nominal: tuple[int, int], scale: int
+) -> _Block:
+    name = f"{model}/layer{layer}"
+    if stack is None:
+        return _placeholder(
+            name, f"no {model.upper()}\nresults", nominal[0] * scale, nominal[1] * scale, scale
+        )
+    images = stack.filters(layer) if layer == 1 else stack.am_best(layer)
+    if images is None and layer == 1:
+        images = stack.am_best(layer)  # layer 1's AM optimum is the normalised filter (spec section 3)
+    if images is None:
+        what = "filters" if layer == 1 else "AM"
+        message = f"no layer {layer}" if layer not in stack.layers else f"no {what}"
+        return _placeholder(name, message, nominal[0] * scale, nominal[1] * scale, scale)
+    shown = images[:n_units]
+    return _panel(name, tile_images(shown, stack.image_shape), scale)
+
+
+def _restarts_block(stack: _Stack | None, model: str, layer: int, units: Sequence[int], scale: int) -> _Block:
+    size = _font_size(scale)
+    title = _text(f"{model.upper()} layer {layer}: restarts, most active first", size)
+    data = None if stack is None else stack.restarts_by_activation(layer)
+    if stack is None or data is None:
+        reason = f"no {model.upper()} results" if stack is None else f"no layer {layer} restarts"
+        h = (stack.image_shape[0] * 6 + 8) if stack is not None else 60
+        return _column([title, _placeholder("restarts", reason, h * scale, h * scale, scale)], 2 * scale)
+    x, _ = data
+    positions = [u for u in units if u < x.shape[0]]
+    ids = stack.unit_ids(layer, x.shape[0])
+    cells: list[_Block | None] = []
+    for k, u in enumerate(positions):
+        grid = _panel(f"restarts/{k}", tile_images(x[u], stack.image_shape), scale)
+        cells.append(_column([_text(f"unit {ids[u]}", size), grid], scale))
+    cols = 2 if len(cells) > 1 else 1
+    rows = [cells[i : i + cols] for i in range(0, len(cells), cols)]
+    return _column([title, _table(rows, 3 * scale, 2 * scale)], 2 * scale)
+
+
+def layer_figure(
+    dbn: Results | None,
+    sdae: Results | None,
+    *,
+    n_units: int = 36,
+    layers: Sequence[int] = (1, 2, 3),
+    restart_model: str = "sdae",
+    restart_layer: int = 3,
+    restart_units: Sequence[int] = (0, 1, 2, 3),
+    title: str | None = None,
+    scale: int = 1,
+) -> FigureImage:
+    """Figures 1 and 2: filters and AM optima per layer, rows DBN and SDAE, restarts beside.
+
+    Columns: layer 1's filters, then each higher layer's best AM optimum x*; each panel is a near-square
+    grid (6x6 for 36) of the first ``n_units`` studied units (fewer when fewer were studied). Beside it:
+    the units at positions ``restart_units`` of ``restart_model``'s layer ``restart_layer``, each a grid
+    of all its restarts sorted by final activation, most active first (3x3 for 9).
+
+    Panels are named ``"{model}/layer{j}"`` and ``"restarts/{k}"`` in ``boxes``.
+
+    Raises:
+        UnitlensError: both stacks missing, arrays of the wrong shape, a bad ``scale``.
+    """
+    scale = _check_scale(scale)
+    stacks = {"dbn": _stack(dbn, "dbn"), "sdae": _stack(sdae, "sdae")}
+    present = [s for s in stacks.values() if s is not None]
+    if not present:
+        raise UnitlensError("layer figure: no results for either the DBN or the SDAE")
+    if restart_model not in stacks:
+        raise UnitlensError(f"restart_model: expected one of {sorted(stacks)}, got {restart_model!r}")
+    if n_units < 1:
+        raise UnitlensError(f"n_units: expected >= 1, got {n_units}")
+    image_shape = present[0].image_shape
+    studied = [n for s in present for j in layers if (n := s.n_units(j)) is not None]
+    nominal = _grid_size(min([n_units, *studied]) if studied else n_units, image_shape)
+
+    size = _font_size(scale)
+    header: list[_Block | None] = [None]
+    for j in layers:
+        header.append(_text(f"layer {j}: " + ("filters" if j == 1 else "AM"), size))
+    rows: list[list[_Block | None]] = [header]
+    for model, stack in stacks.items():
+        row: list[_Block | None] = [_text(model.upper(), size)]
+        row += [_layer_panel(stack, model, j, n_units, nominal, scale) for j in layers]
+        rows.append(row)
+    main = _table(rows, 4 * scale, 3 * scale)
+    restarts = _restarts_block(stacks[restart_model], restart_model, restart_layer, restart_units, scale)
+    body = _row([main, restarts], 12 * scale)
+    if title:
+        body = _column([_text(title, size + 2), body], 2 * scale)
+    out = _pad(body, 3 * scale)
+    return FigureImage(out.image, out.boxes, tuple(out.missing))
+
+
+def figure1(
+    dbn: Results | None,
+    sdae: Results | None,
+    *,
+    n_units: int = 36,
+    restart_units: Sequence[int] = (0, 1, 2, 3),
+    scale: int = 1,
+) -> FigureImage:
+    """Figure 1 (MNIST): 6x6 grids of 36 units per layer, DBN and SDAE; 4 SDAE layer-3 units' restarts."""
+    return layer_figure(dbn, sdae, n_units=n_units, restart_units=restart_units, title="MNIST", scale=scale)
+
+
+def figure2(
+    dbn: Results | None,
+    sdae: Results | None,
+    *,
+    n_units: int = 144,
+    restart_units: Sequence[int] = (0, 1, 2, 3),
+    title: str = "natural image patches",
+    scale: int = 1,
+) -> FigureImage:
+    """Figure 2 (natural patches): as Figure 1 with 12x12 grids of 144 units (fewer if fewer were studied)."""
+    return layer_figure(dbn, sdae, n_units=n_units, restart_units=restart_units, title=title, scale=scale)
+
+
+# ------------------------------------------------------------------------------------------ selectivity inset
+
+
+def _framed(name: str, image: np.ndarray, scale: int) -> _Block:
+    """``image`` enlarged by ``scale`` inside a ``scale``-pixel mid-grey frame (white cells stay visible)."""
+    inner = _panel(name, image, scale)
+    out = _Block(np.full((inner.height + 2 * scale, inner.width + 2 * scale), 0.5))
+    out.image[scale:-scale, scale:-scale] = inner.image
+    out.boxes[name] = (scale, scale, inner.height, inner.width)
+    return out
+
+
+def selectivity_figure(
+    results: Results,
+    *,
+    layer: int | None = None,
+    cell: int = 6,
+    stretch: bool | None = None,
+    title: str | None = None,
+    scale: int = 1,
+) -> FigureImage:
+    """The selectivity matrix as an enlarged grey image (the inset next to Figure 1).
+
+    Entry (i, j) (row i: unit i's optimum x*, column j: unit j's response, columns normalised) is a
+    ``cell * scale`` square of grey level M[i, j]: 0 black, 1 white. The box ``"matrix"`` holds exactly
+    those squares. A matrix whose values all lie close together (top layers saturate: every entry near 1)
+    shows as a flat square that way, so a second copy, box ``"matrix_stretched"``, maps its own minimum
+    to black and maximum to white. The caption gives the value range and counts the rows whose diagonal
+    is the row maximum (ties included, as in ``unitlens.analysis.selectivity``).
+
+    Args:
+        results: one stack's arrays.
+        layer: the layer; None: the highest layer that has a selectivity matrix.
+        cell: pixels per entry before ``scale``.
+        stretch: add the stretched copy; None: when the values span less than half of [0, 1].
+
+    Raises:
+        UnitlensError: no selectivity matrix, a non-square matrix, values outside [0, 1].
+    """
+    scale = _check_scale(scale)
+    stack = _Stack(results, title or "results")
+    if isinstance(cell, bool) or not isinstance(cell, int | np.integer) or cell < 1:
+        raise UnitlensError(f"cell: expected an integer >= 1, got {cell!r}")
+    candidates = [j for j in stack.layers if f"layer{j}/selectivity" in results]
+    if layer is None:
+        if not candidates:
+            raise UnitlensError(f"results {stack.name}: no layer has a selectivity matrix")
+        layer = candidates[-1]
+    m = stack.selectivity(layer)
+    if m is None:
+        raise UnitlensError(
+            f"results {stack.name}: no layer{layer}/selectivity (layers with one: {candidates})"
+        )
+    n = m.shape[0]
+    low, high = float(m.min()), float(m.max())
+    if stretch is None:
+        stretch = high - low < 0.5
+    size = _font_size(scale)
+    panels: list[_Block | None] = [
+        _column([_text("values", size - 2), _framed("matrix", upscale(m, cell), scale)], 0)
+    ]
+    if stretch:
+        spread = (m - low) / (high - low) if high > low else np.full_like(m, 0.5)
+        label = _text(f"stretched: {low:.4g} black, {high:.4g} white", size - 2)
+        panels.append(_column([label, _framed("matrix_stretched", upscale(spread, cell), scale)], 0))
+    diagonal = int((np.diagonal(m) >= m.max(axis=1)).sum())
+    head = f"{title + ': ' if title else ''}selectivity, layer {layer}"
+    caption = [
+        _text(f"rows: x* of unit i, columns: unit j; values {low:.3g} to {high:.3g}", size - 2),
+        _text(f"diagonal = row maximum (ties counted): {diagonal}/{n} rows", size - 2),
+    ]
+    body = _column([_text(head, size), _row(panels, 6 * scale), *caption], scale)
+    out = _pad(body, 3 * scale)
+    return FigureImage(out.image, out.boxes, tuple(out.missing))
+
+
+# ------------------------------------------------------------------------------------------ Figures 3 and 4
+
+
+def _samples_panel(
+    stack: _Stack | None,
+    name: str,
+    label: str,
+    layer: int,
+    units: Sequence[int] | None,
+    n_units: int,
+    scale: int,
+    size: int,
+) -> _Block:
+    title = _text(f"{label}: DBN layer {layer}, samples with one unit clamped on", size)
+    samples = None if stack is None else stack.samples(layer)
+    if stack is None or samples is None:
+        reason = f"no {label} DBN results" if stack is None else f"no layer {layer} samples"
+        return _column([title, _placeholder(name, reason, 6 * size, 30 * size, scale)], scale, centre=False)
+    pos = _positions(units, n_units, samples.shape[0], f"{stack.name} layer {layer} samples")
+    n_samples = samples.shape[1]
+    grid = tile_images(samples[pos].reshape(-1, stack.d), stack.image_shape, grid=(len(pos), n_samples))
+    ids = stack.unit_ids(layer, samples.shape[0])
+    labels = _row_labels([f"unit {ids[u]}" for u in pos], stack.image_shape[0], scale, size)
+    return _column([title, _row([labels, _panel(name, grid, scale)], 2 * scale)], scale, centre=False)
+
+
+def samples_figure(
+    panels: Sequence[tuple[str, str, Results | None]],
+    *,
+    layer: int = 2,
+    units: Sequence[int] | None = None,
+    n_units: int = 6,
+    scale: int | Sequence[int] = 1,
+) -> FigureImage:
+    """Figure 3: one row of clamped samples per unit, one panel per ``(name, label, dbn results)``.
+
+    Rows are the units at positions ``units`` (default: the first ``n_units`` studied), in that order;
+    a panel whose stack or samples are missing is a labelled placeholder. Panel boxes are named by
+    ``name``; each is a ``(units, samples)`` tile grid. ``scale`` is one enlargement for all panels or
+    one per panel (so digits and smaller patches can be shown at similar sizes).
+    """
+    if not panels:
+        raise UnitlensError("samples figure: expected at least one panel")
+    scales = [scale] * len(panels) if isinstance(scale, int | np.integer) else list(scale)
+    if len(scales) != len(panels):
+        raise UnitlensError(f"scale: expected one integer or {len(panels)}, got {scale!r}")
+    scales = [_check_scale(s) for s in scales]
+    size, gap = _font_size(max(scales)), max(scales)
+    blocks: list[_Block | None] = [
+        _samples_panel(_stack(r, f"{name}-dbn"), name, label, layer, units, n_units, sc, size)
+        for (name, label, r), sc in zip(panels, scales, strict=True)
+    ]
+    out = _pad(_column(blocks, 8 * gap, centre=False), 3 * gap)
+    return FigureImage(out.image, out.boxes, tuple(out.missing))
+
+
+def figure3(
+    mnist_dbn: Results | None,
+    patches_dbn: Results | None,
+    *,
+    layer: int = 2,
+    units: Sequence[int] | None = None,
+    n_units: int = 6,
+    scale: int | Sequence[int] = 1,
+) -> FigureImage:
+    """Figure 3: 6 units of DBN layer 2, a row of clamped samples each; MNIST, then patches.
+
+    Panels ``"mnist"`` and ``"patches"``; see ``samples_figure``.
+    """
+    return samples_figure(
+        [("mnist", "MNIST", mnist_dbn), ("patches", "patches", patches_dbn)],
+        layer=layer,
+        units=units,
+        n_units=n_units,
+        scale=scale,
+    )
+
+
+def figure4(
+    dbn: Results,
+    *,
+    layer: int = 2,
+    units: Sequence[int] | None = None,
+    n_units: int = 6,
+    title: str | None = None,
+    scale: int = 1,
+) -> FigureImage:
+    """Figure 4: the same units three ways, side by side: mean of clamped samples | linear combination | AM.
+
+    Rows are the units at positions ``units`` (default: the first ``n_units`` studied), in the same order
+    as ``figure3`` with the same arguments. Columns are ``(rows, 1)`` tile grids named
+    ``"samples_mean"``, ``"lc"`` and ``"am"``; a method the results lack is a labelled placeholder.
+
+    Raises:
+        UnitlensError: the layer has none of the three, a unit position out of range, wrong shapes.
+    """
+    scale = _check_scale(scale)
+    stack = _Stack(dbn, title or "dbn")
+    methods = {
+        "samples_mean": ("mean of\nsamples", stack.samples_mean(layer)),
+        "lc": ("linear\ncombination", stack.linear_combination(layer)),
+        "am": ("AM", stack.am_best(layer)),
+    }
+    counts = [v.shape[0] for _, v in methods.values() if v is not None]
+    if not counts:
+        raise UnitlensError(f"results {stack.name}: layer {layer} has no samples, linear combination or AM")
+    pos = _positions(units, n_units, min(counts), f"{stack.name} layer {layer}")
+    size = _font_size(scale)
+    h, w = _grid_size(len(pos), stack.image_shape, (len(pos), 1))
+    ids = stack.unit_ids(layer, min(counts))
+    header: list[_Block | None] = [None]
+    body: list[_Block | None] = [
+        _row_labels([f"unit {ids[u]}" for u in pos], stack.image_shape[0], scale, size)
+    ]
+    for name, (label, images) in methods.items():
+        header.append(_text(label, size))
+        if images is None:
+            body.append(_placeholder(name, "not in\nresults", h * scale, w * scale, scale))
+        else:
+            body.append(_panel(name, tile_images(images[pos], stack.image_shape, grid=(len(pos), 1)), scale))
+    table = _table([header, body], 4 * scale, 2 * scale)
+    heading = _text(f"{title}, layer {layer}" if title else f"layer {layer}", size)
+    out = _pad(_column([heading, table], 2 * scale), 3 * scale)
+    return FigureImage(out.image, out.boxes, tuple(out.missing))
+
+
+# ------------------------------------------------------------------------------------------ files
+
+
+def _scale_for(image_shape: tuple[int, int]) -> int:
+    # Tiles of about 36 pixels or more: 28x28 digits x2, 12x12 patches x3, 20x20 patches x2.
+    return max(2, math.ceil(36 / image_shape[0]))
+
+
+def read_training_log(path: str | Path) -> list[dict[str, float]]:
+    """Rows of a ``NAME-log.jsonl`` training history (one JSON object per line, blank lines skipped)."""
+    rows: list[dict[str, float]] = []
+    source = Path(path)
+    try:
+        lines = source.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise UnitlensError(f"{source}: could not read the training log ({exc})") from exc
+    for i, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UnitlensError(f"{source}, line {i}: not valid JSON ({exc.msg})") from exc
+        if not isinstance(row, dict):
+            raise UnitlensError(f"{source}, line {i}: expected a JSON object, got {type(row).__name__}")
+        rows.append(row)
+    return rows
+
+
+def write_figures(
+    results_dir: str | Path, figures_dir: str | Path, *, checkpoints_dir: str | Path | None = None
+) -> list[Path]:
+    """Render every figure and plot the results allow into ``figures_dir``; return the paths written.
+
+    Reads ``results_dir/{dataset}-{model}.npz`` for datasets ``DATASETS`` and models ``MODELS`` (absent
+    files are skipped) and, when ``checkpoints_dir`` is given, its ``*-log.jsonl`` training histories.
+    Writes, atomically, whichever apply:
+
+    - ``figure1_mnist.png``; ``figure2_patches.png``, ``figure2_patches20.png`` (``layer_figure``);
+    - ``selectivity_{dataset}_{model}_layer{j}.png`` for each stack's top layer with a matrix;
+    - ``figure3.png`` (MNIST and patches DBN samples), ``figure4_{dataset}.png`` for each DBN;
+    - ``restart_agreement_{dataset}_{model}.png``, ``am_history_{dataset}_{model}.png`` and
+      ``training_{name}.png`` (``unitlens.render.plots``).
+
+    Figures are enlarged (2x for digits, 3x for 12x12 patches) for legibility. Re-running overwrites each
+    file atomically with identical bytes.
+
+    Raises:
+        UnitlensError: ``results_dir`` missing, a damaged results file, arrays of the wrong shape.
+    """
+    # Imported here: matplotlib costs about a second to import and unitlens.results pulls in the whole
+    # study pipeline; only writing the files needs them.
+    from unitlens.render import plots
+    from unitlens.results import load_arrays
+
+    results_dir, figures_dir = Path(results_dir), Path(figures_dir)
+    if not results_dir.is_dir():
+        raise UnitlensError(f"results folder {results_dir} does not exist")
+    loaded: dict[tuple[str, str], Results] = {}
+    for dataset in DATASETS:
+        for model in MODELS:
+            path = results_dir / f"{dataset}-{model}.npz"
+            if path.is_file():
+                loaded[dataset, model] = load_arrays(path)
+
+    written: list[Path] = []
+
+    def save(name: str, image: Any) -> None:
+        written.append(save_png(figures_dir / name, image))
+
+    def save_bytes(name: str, data: bytes) -> None:
+        write_bytes(figures_dir / name, data)
+        written.append(figures_dir / name)
+
+    scales: dict[str, int] = {}
+    for dataset in DATASETS:
+        dbn, sdae = loaded.get((dataset, "dbn")), loaded.get((dataset, "sdae"))
+        if dbn is None and sdae is None:
+            continue
+        try:
+            stacks = {
+                m: _Stack(r, f"{dataset}-{m}") for m, r in (("dbn", dbn), ("sdae", sdae)) if r is not None
+            }
+            label = DATASET_LABELS[dataset]
+            scale = scales[dataset] = _scale_for(next(iter(stacks.values())).image_shape)
+            if dataset == "mnist":
+                save("figure1_mnist.png", figure1(dbn, sdae, scale=scale))
+            else:
+                save(
+                    f"figure2_{dataset}.png", figure2(dbn, sdae, title=f"natural image {label}", scale=scale)
+                )
+            for model, stack in stacks.items():
+                results, name = stack.arrays, f"{label} {model.upper()}"
+                with_matrix = [j for j in stack.layers if f"layer{j}/selectivity" in results]
+                if with_matrix:
+                    fig = selectivity_figure(results, layer=with_matrix[-1], title=name, scale=2)
+                    save(f"selectivity_{dataset}_{model}_layer{with_matrix[-1]}.png", fig)
+                agreement = plots.restart_agreement_plot(results, title=name)
+                save_bytes(f"restart_agreement_{dataset}_{model}.png", agreement)
+                save_bytes(
+                    f"am_history_{dataset}_{model}.png", plots.activation_history_plot(results, title=name)
+                )
+            if dbn is not None and any(f"layer2/{k}" in dbn for k in ("samples_mean", "lc", "am_x")):
+                save(f"figure4_{dataset}.png", figure4(dbn, title=f"{label} DBN", scale=scale))
+        except UnitlensError as exc:
+            raise UnitlensError(f"{results_dir / dataset}-*.npz: {exc}") from exc
+
+    mnist, patches = loaded.get(("mnist", "dbn")), loaded.get(("patches", "dbn"))
+    if any(r is not None and "layer2/samples" in r for r in (mnist, patches)):
+        fig3 = figure3(mnist, patches, scale=(scales.get("mnist", 2), scales.get("patches", 3)))
+        save("figure3.png", fig3)
+
+    if checkpoints_dir is not None and Path(checkpoints_dir).is_dir():
+        for log in sorted(Path(checkpoints_dir).glob("*-log.jsonl")):
+            name = log.name[: -len("-log.jsonl")]
+            rows = read_training_log(log)
+            save_bytes(f"training_{name}.png", plots.training_curves_plot(rows, title=name))
+    return written

@@ -1,0 +1,375 @@
+"""``unitlens reproduce``: the paper's whole pipeline in one resumable run folder.
+
+Stages, each finished one kept on disk and never redone:
+
+1. train: a DBN and an SDAE on MNIST (the elastic stream over the embedded or given digits) and on 12x12
+   whitened patches (and 20x20 ones with ``patches20``), checkpointed inside each layer, so an interrupted
+   run resumes mid-layer (``unitlens.runs.pretrain``);
+2. study: every method and analysis on layers 1-3 of each stack -> ``results/NAME.npz`` + ``NAME.json``;
+3. finetune: MNIST classification error and the AM images before and after fine-tuning (claim 7);
+4. claims, figures and the report, re-rendered from the results on every run (cheap).
+
+Every file is written atomically, so a killed run never leaves a half-written file that a later stage reads.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import logging
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from unitlens.analysis.claims import measure_claims
+from unitlens.atomic import write_text
+from unitlens.checkpoint import versions
+from unitlens.config import ReproduceConfig, StackSettings, dumps_toml, load_toml
+from unitlens.data.dataset import Dataset
+from unitlens.data.elastic import ElasticStream
+from unitlens.data.mnist import load_mnist
+from unitlens.data.patches import load_patches
+from unitlens.data.stream import BatchSource, ShuffledBatches
+from unitlens.errors import UnitlensError
+from unitlens.models.classifier import StackClassifier
+from unitlens.models.dae import default_corruption, default_decoder
+from unitlens.models.dbn import DBN
+from unitlens.models.sdae import SDAE
+from unitlens.models.stack import LayerStack
+from unitlens.results import save_arrays, study_arrays
+from unitlens.runs import pretrain
+from unitlens.study import StudyConfig, study_stack
+from unitlens.training.finetune import FinetuneConfig, finetune
+from unitlens.training.greedy import LayerwiseConfig
+from unitlens.training.sgd import SGDConfig
+from unitlens.visualize.activation_maximization import maximize_activation
+
+MODELS = ("dbn", "sdae")
+log = logging.getLogger("unitlens")
+
+
+def stack_names(config: ReproduceConfig) -> list[str]:
+    """The stacks a run trains, ``{dataset}-{model}``."""
+    datasets = ["mnist", "patches"] + (["patches20"] if config.patches20 else [])
+    return [f"{ds}-{m}" for ds in datasets for m in MODELS]
+
+
+def load_datasets(config: ReproduceConfig) -> dict[str, Dataset]:
+    """The data sets a run uses, loaded from the embedded data or the folders the config names."""
+    p = config.patches
+    data = {
+        "mnist": load_mnist(config.mnist.data_dir or None),
+        "patches": load_patches(
+            p.photos or None, size=p.size, n_train=p.n_train, n_test=p.n_test, seed=config.seed
+        ),
+    }
+    if config.patches20:
+        data["patches20"] = load_patches(
+            p.photos or None, size=20, n_train=p.n_train, n_test=p.n_test, seed=config.seed
+        )
+    return data
+
+
+def build(model: str, data: Dataset, settings: StackSettings, generator: torch.Generator) -> LayerStack:
+    """A fresh stack of ``model`` for ``data``."""
+    sizes = [data.n_inputs, *settings.hidden]
+    if model == "dbn":
+        return DBN.build(sizes, "bernoulli" if data.kind == "binary" else "gaussian", generator=generator)
+    return SDAE.build(sizes, default_decoder(data.kind), default_corruption(data.kind), generator=generator)
+
+
+def training_config(model: str, settings: StackSettings) -> LayerwiseConfig:
+    """Greedy pre-training settings: the first layer's rate, then the upper layers'."""
+    n = settings.examples_per_layer
+    first, upper = (
+        (settings.dbn_learning_rate, settings.dbn_upper_learning_rate)
+        if model == "dbn"
+        else (settings.sdae_learning_rate, settings.sdae_upper_learning_rate)
+    )
+    warmup = n // 10
+
+    def sgd(rate: float) -> SGDConfig:
+        return SGDConfig(learning_rate=rate, batch_size=settings.batch_size, momentum_warmup_examples=warmup)
+
+    return LayerwiseConfig(
+        examples_per_layer=n,
+        sgd=(sgd(first), sgd(upper)),
+        eval_every=max(n // 5, settings.batch_size),
+        checkpoint_every=max(n // 4, settings.batch_size),
+    )
+
+
+def source_for(dataset: str, data: Dataset, config: ReproduceConfig, seed: int) -> BatchSource:
+    """Training batches: the elastic stream for MNIST (unless disabled), epochs over the set otherwise."""
+    settings = config.mnist if dataset == "mnist" else config.patches
+    generator = torch.Generator().manual_seed(seed)
+    if dataset == "mnist" and config.mnist.elastic:
+        return ElasticStream(data.x_train, data.y_train, data.image_shape, settings.batch_size, generator)
+    return ShuffledBatches(data.x_train, data.y_train, settings.batch_size, generator)
+
+
+def study_config(dataset: str, config: ReproduceConfig) -> StudyConfig:
+    s = config.study
+    return StudyConfig(
+        units=s.mnist_units if dataset == "mnist" else s.patch_units,
+        restarts=s.restarts,
+        max_steps=s.max_steps,
+        tol=s.tol,
+        burn_in=s.burn_in,
+        n_samples=s.n_samples,
+        every=s.every,
+        lc_k=s.lc_k,
+        n_exemplars=s.n_exemplars,
+        control=s.control,
+        selectivity_units=36,
+    )
+
+
+class Run:
+    """A run folder: its config, its stage record (``run.json``) and its log."""
+
+    def __init__(self, folder: Path, config: ReproduceConfig) -> None:
+        self.folder = folder
+        self.config = config
+        self.record_path = folder / "run.json"
+        self.record: dict[str, Any] = {}
+        config_path = folder / "config.toml"
+        if config_path.exists():
+            previous = load_toml(config_path)
+            if previous != config:
+                raise UnitlensError(
+                    f"{folder} holds a run with other settings ({config_path}); resume it with the same "
+                    "command, or choose another --out folder"
+                )
+            if self.record_path.exists():
+                try:
+                    self.record = json.loads(self.record_path.read_text(encoding="utf-8"))
+                except json.JSONDecodeError as exc:
+                    raise UnitlensError(f"{self.record_path} is damaged: {exc}") from exc
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+            write_text(config_path, dumps_toml(config))
+        self.record.setdefault("stages", {})
+        self.record.update(
+            {
+                "seed": config.seed,
+                "preset": config.preset,
+                "versions": versions(),
+                "machine": platform.machine(),
+            }
+        )
+        self.save()
+
+    def save(self) -> None:
+        write_text(self.record_path, json.dumps(self.record, indent=2, sort_keys=True) + "\n")
+
+    def done(self, stage: str) -> bool:
+        return bool(self.record["stages"].get(stage, {}).get("done"))
+
+    def stage(self, name: str, work: Callable[[], None]) -> None:
+        """Run ``work`` unless the stage is recorded as done; record its time."""
+        if self.done(name):
+            log.info("stage %s: already done", name)
+            return
+        log.info("stage %s: start", name)
+        start = time.perf_counter()
+        work()
+        seconds = time.perf_counter() - start
+        self.record["stages"][name] = {"done": True, "seconds": round(seconds, 2)}
+        self.save()
+        log.info("stage %s: done in %.1f s", name, seconds)
+
+
+def _setup_logging(folder: Path, quiet: bool) -> list[logging.Handler]:
+    handlers: list[logging.Handler] = [logging.FileHandler(folder / "log.txt", encoding="utf-8")]
+    if not quiet:
+        handlers.append(logging.StreamHandler())
+    fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
+    for h in handlers:
+        h.setFormatter(fmt)
+        log.addHandler(h)
+    log.setLevel(logging.INFO)
+    return handlers
+
+
+def reproduce(config: ReproduceConfig, out: str | Path, *, quiet: bool = False) -> Path:
+    """Run (or resume) the whole pipeline in folder ``out``; return the report's path."""
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    handlers = _setup_logging(folder, quiet)
+    try:
+        return _reproduce(Run(folder, config), quiet)
+    finally:
+        for h in handlers:
+            log.removeHandler(h)
+            h.close()
+
+
+def _reproduce(run: Run, quiet: bool) -> Path:
+    config, folder = run.config, run.folder
+    start = time.perf_counter()
+    datasets = load_datasets(config)
+    stacks: dict[str, LayerStack] = {}
+    for index, name in enumerate(stack_names(config)):
+        stacks[name] = _train(run, name, index, datasets[name.split("-")[0]], quiet)
+        run.stage(f"study {name}", functools.partial(_study, run, name, index, stacks[name], datasets))
+    if config.finetune.enabled:
+        run.stage("finetune", lambda: _finetune_stage(run, stacks, datasets["mnist"]))
+    for ds in ("mnist", "patches", "patches20"):
+        if f"{ds}-dbn" in stacks and f"{ds}-sdae" in stacks:
+            _add_filter_match(
+                folder / "results" / f"{ds}-dbn.json", stacks[f"{ds}-dbn"], stacks[f"{ds}-sdae"]
+            )
+    report = render_run(folder)
+    run.record["seconds"] = {"this_invocation": round(time.perf_counter() - start, 2)}
+    run.save()
+    log.info("report: %s", report)
+    return report
+
+
+def _train(run: Run, name: str, index: int, data: Dataset, quiet: bool) -> LayerStack:
+    """Pre-train stack ``name`` (resuming an interrupted run; loading a finished one)."""
+    config = run.config
+    dataset, model = name.split("-")
+    settings = config.mnist if dataset == "mnist" else config.patches
+    seed = config.seed * 1000 + index
+    stack = build(model, data, settings, torch.Generator().manual_seed(seed))
+    source = source_for(dataset, data, config, seed + 500)
+    trained: list[LayerStack] = []
+
+    def work() -> None:
+        result, _ = pretrain(
+            stack,
+            source,
+            data,
+            training_config(model, settings),
+            seed=seed,
+            folder=run.folder / "checkpoints",
+            name=name,
+            quiet=quiet,
+        )
+        trained.append(result)
+
+    run.stage(f"train {name}", work)
+    if not trained:  # finished in an earlier invocation: pretrain loads the checkpoint
+        work()
+    return trained[0]
+
+
+def _study(run: Run, name: str, index: int, stack: LayerStack, datasets: dict[str, Dataset]) -> None:
+    """Every method and analysis on ``stack``; raw arrays and the summary written atomically."""
+    dataset = name.split("-")[0]
+    data = datasets[dataset]
+    generator = torch.Generator().manual_seed(run.config.seed * 1000 + 700 + index)
+    studies = study_stack(stack, data, study_config(dataset, run.config), generator)
+    save_arrays(run.folder / "results" / f"{name}.npz", study_arrays(studies, data))
+    summary = {"layers": [s.summary() for s in studies]}
+    write_text(run.folder / "results" / f"{name}.json", json.dumps(summary, indent=1) + "\n")
+
+
+def _add_filter_match(summary_path: Path, dbn: LayerStack, sdae: LayerStack) -> None:
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    summary["filter_match"] = filter_match(dbn, sdae)
+    write_text(summary_path, json.dumps(summary, indent=1) + "\n")
+
+
+def render_run(run_dir: Path) -> Path:
+    """Claims (when the run has summaries), figures and report, from ``run_dir/results`` alone."""
+    from unitlens.render.figures import write_figures
+    from unitlens.render.report import write_report
+
+    results = run_dir / "results"
+    if not results.is_dir():
+        raise UnitlensError(f"{run_dir} has no results/ folder: is it a unitlens run folder?")
+    summaries = {}
+    for path in sorted(results.glob("*-*.json")):
+        try:
+            summaries[path.stem] = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise UnitlensError(f"{path} is damaged: {exc}") from exc
+    finetune_path = results / "finetune.json"
+    finetune = json.loads(finetune_path.read_text(encoding="utf-8")) if finetune_path.exists() else None
+    if summaries:
+        claims = measure_claims(summaries, finetune)
+        write_text(results / "claims.json", json.dumps(claims, indent=1) + "\n")
+    checkpoints = run_dir / "checkpoints"
+    write_figures(results, run_dir / "figures", checkpoints_dir=checkpoints if checkpoints.is_dir() else None)
+    return write_report(run_dir)
+
+
+def filter_match(a: LayerStack, b: LayerStack) -> float:
+    """Median over `a`'s layer-1 filters of the best |cosine| with any of `b`'s (1: the same filters)."""
+    wa = torch.nn.functional.normalize(a.weight(1).detach(), dim=1)
+    wb = torch.nn.functional.normalize(b.weight(1).detach(), dim=1)
+    return float((wa @ wb.T).abs().max(dim=1).values.median())
+
+
+def finetuned_copy(stack: LayerStack, classifier: StackClassifier) -> LayerStack:
+    """``stack`` with the classifier's fine-tuned hidden weights (the original is untouched)."""
+    out = copy.deepcopy(stack)
+    with torch.no_grad():
+        for k, linear in enumerate(classifier.hidden_layers(), start=1):
+            out.layer(k).weight.copy_(linear.weight)
+            out.layer(k).hidden_bias.copy_(linear.bias)
+    return out
+
+
+def _finetune_stage(run: Run, stacks: dict[str, LayerStack], data: Dataset) -> None:
+    config = run.config
+    ft = config.finetune
+    ft_config = FinetuneConfig(
+        examples=ft.examples, learning_rate=ft.learning_rate, batch_size=ft.batch_size, eval_every=ft.examples
+    )
+    assert data.y_train is not None and data.y_test is not None
+    errors: dict[str, float] = {}
+    cosines: dict[str, float] = {}
+    units = torch.arange(min(config.study.mnist_units, min(config.mnist.hidden)))
+    for model in MODELS:
+        stack = stacks[f"mnist-{model}"]
+        clf = StackClassifier.from_stack(stack, 10, generator=torch.Generator().manual_seed(config.seed))
+        result = finetune(
+            clf,
+            data.x_train,
+            data.y_train,
+            data.x_test,
+            data.y_test,
+            ft_config,
+            torch.Generator().manual_seed(1),
+        )
+        errors[model] = result.test_error
+        tuned = finetuned_copy(stack, clf)
+        for layer in range(2, stack.n_layers + 1):
+            kwargs: dict[str, Any] = {"restarts": 3, "norm": data.rho, "max_steps": config.study.max_steps}
+            before = maximize_activation(
+                stack, layer, units, generator=torch.Generator().manual_seed(2), **kwargs
+            )
+            kwargs["learning_rate"] = before.learning_rate
+            after = maximize_activation(
+                tuned, layer, units, generator=torch.Generator().manual_seed(2), **kwargs
+            )
+            cos = torch.nn.functional.cosine_similarity(before.best_x(), after.best_x(), dim=1)
+            cosines[f"{model} L{layer}"] = float(cos.median())
+    rand = StackClassifier.random(
+        stacks["mnist-dbn"].layer_sizes, 10, generator=torch.Generator().manual_seed(config.seed)
+    )
+    errors["random"] = finetune(
+        rand,
+        data.x_train,
+        data.y_train,
+        data.x_test,
+        data.y_test,
+        ft_config,
+        torch.Generator().manual_seed(1),
+    ).test_error
+    write_text(
+        run.folder / "results" / "finetune.json",
+        json.dumps({"errors": errors, "am_cosine": cosines}, indent=1) + "\n",
+    )
+
+
+__all__ = ["Run", "reproduce", "stack_names"]

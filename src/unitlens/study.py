@@ -1,0 +1,246 @@
+"""Every method and every analysis on the layers of a trained stack, in one call.
+
+``study_stack`` is pure: it returns tensors and summaries; ``unitlens.runs`` and ``unitlens.render`` turn
+them into files. For each layer it runs activation maximization (all requested units x restarts as one
+batch), the linear combination of lower filters, clamped sampling (DBN, layers >= 2), dataset exemplars,
+and the analyses: restart agreement (with the shuffled-weights control), selectivity, degenerate optima,
+agreement between methods, and the optimum's activation against the data's.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from unitlens.analysis.agreement import (
+    ActivationVsData,
+    activation_vs_data,
+    pearson_rows,
+    summarize_correlations,
+)
+from unitlens.analysis.control import shuffled_copy
+from unitlens.analysis.degenerate import DegenerateOptima, degenerate_optima
+from unitlens.analysis.restarts import RestartAgreement, RestartSummary, restart_agreement, summarize_restarts
+from unitlens.analysis.selectivity import Selectivity, selectivity
+from unitlens.data.dataset import Dataset
+from unitlens.errors import UnitlensError
+from unitlens.models.dbn import DBN
+from unitlens.models.stack import LayerStack
+from unitlens.visualize.activation_maximization import AMResult, maximize_activation
+from unitlens.visualize.dbn_sampling import ClampedSamples, sample_clamped
+from unitlens.visualize.exemplars import Exemplars, top_exemplars
+from unitlens.visualize.filters import first_layer_filters
+from unitlens.visualize.linear_combination import linear_combination
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """What ``study_stack`` computes.
+
+    Attributes:
+        units: units studied per layer (the first ones; None: every unit). The paper shows 36 (MNIST) and
+            144 (patches); the analyses are summaries over these units.
+        restarts: AM restarts per unit (the paper's 9).
+        max_steps, tol: AM's step cap and relative-increase stop rule.
+        learning_rate: AM's step size; None picks it per layer (spec section 3).
+        burn_in, n_samples, every: clamped Gibbs sampling (DBN layers >= 2).
+        lc_k: lower-layer units kept by the linear combination (K; 100 by default, spec section 5).
+        n_exemplars: top real inputs per unit.
+        control: also run AM and its analyses on a copy with each weight matrix shuffled.
+        threshold: cosine similarity counted as "the same pattern".
+        selectivity_units: the selectivity matrix uses the first of the studied units (36 in the paper).
+    """
+
+    units: int | None = 36
+    restarts: int = 9
+    max_steps: int = 1000
+    tol: float = 1e-5
+    learning_rate: float | None = None
+    burn_in: int = 1000
+    n_samples: int = 18
+    every: int = 100
+    lc_k: int = 100
+    n_exemplars: int = 9
+    control: bool = True
+    threshold: float = 0.9
+    selectivity_units: int = 36
+
+    def __post_init__(self) -> None:
+        if self.units is not None and self.units < 1:
+            raise UnitlensError(f"units must be >= 1 or None (all), got {self.units}")
+        if self.restarts < 2:
+            raise UnitlensError(f"restarts must be >= 2 to measure their agreement, got {self.restarts}")
+        if (
+            min(
+                self.max_steps,
+                self.n_samples,
+                self.every,
+                self.lc_k,
+                self.n_exemplars,
+                self.selectivity_units,
+            )
+            < 1
+        ):
+            raise UnitlensError(
+                "max_steps, n_samples, every, lc_k, n_exemplars, selectivity_units must be >= 1"
+            )
+        if self.burn_in < 0:
+            raise UnitlensError(f"burn_in must be >= 0, got {self.burn_in}")
+
+
+@dataclass
+class LayerStudy:
+    """Everything measured on one layer. Tensors are per studied unit, in ``units`` order."""
+
+    layer: int
+    units: Tensor
+    am: AMResult
+    linear_combination: Tensor
+    exemplars: Exemplars
+    restarts: RestartAgreement
+    restart_summary: RestartSummary
+    selectivity: Selectivity
+    degenerate: DegenerateOptima
+    lc_vs_am: Tensor
+    vs_data: ActivationVsData
+    samples: ClampedSamples | None = None
+    samples_vs_am: Tensor | None = None
+    filters: Tensor | None = None
+    closed_form_cosine: Tensor | None = None
+    control_summary: RestartSummary | None = None
+    control_selectivity: Selectivity | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """Plain numbers for JSON and the report."""
+        out: dict[str, Any] = {
+            "layer": self.layer,
+            "n_units": int(self.units.numel()),
+            "am_learning_rate": self.am.learning_rate,
+            "restarts": self.restart_summary.to_dict(),
+            "selectivity": self.selectivity.to_dict(),
+            "degenerate": self.degenerate.to_dict(),
+            "lc_vs_am": summarize_correlations(self.lc_vs_am).to_dict(),
+            "vs_data": self.vs_data.to_dict(),
+            "seconds": dict(self.seconds),
+        }
+        if self.samples_vs_am is not None:
+            out["samples_vs_am"] = summarize_correlations(self.samples_vs_am).to_dict()
+        if self.closed_form_cosine is not None:
+            out["closed_form_cosine_min"] = float(self.closed_form_cosine.min())
+            out["closed_form_cosine_median"] = float(self.closed_form_cosine.median())
+        if self.control_summary is not None:
+            out["control_restarts"] = self.control_summary.to_dict()
+        if self.control_selectivity is not None:
+            out["control_selectivity"] = self.control_selectivity.to_dict()
+        return out
+
+
+def closed_form_optimum(stack: LayerStack, units: Tensor, norm: float) -> Tensor:
+    """Layer 1's exact AM solution rho * w_i / ||w_i||, (U, d)."""
+    w = stack.weight(1).detach()[units]
+    return norm * w / w.norm(dim=1, keepdim=True)
+
+
+def _cosine_rows(a: Tensor, b: Tensor) -> Tensor:
+    return torch.nn.functional.cosine_similarity(a.flatten(1), b.flatten(1), dim=1)
+
+
+def study_layer(
+    stack: LayerStack, data: Dataset, layer: int, config: StudyConfig, generator: torch.Generator
+) -> LayerStudy:
+    """Run every method and analysis on ``layer`` (1-based) of ``stack``."""
+    n_units = stack.layer_sizes[layer]
+    units = torch.arange(n_units if config.units is None else min(config.units, n_units))
+    seconds: dict[str, float] = {}
+
+    def timed(name: str, start: float) -> None:
+        seconds[name] = time.perf_counter() - start
+
+    am_kwargs: dict[str, Any] = {
+        "restarts": config.restarts,
+        "norm": data.rho,
+        "learning_rate": config.learning_rate,
+        "max_steps": config.max_steps,
+        "tol": config.tol,
+    }
+    t = time.perf_counter()
+    am = maximize_activation(stack, layer, units, generator=generator, **am_kwargs)
+    timed("activation_maximization", t)
+    best = am.best_x()
+    t = time.perf_counter()
+    lc = linear_combination(stack, layer, units, k=config.lc_k).detach()
+    timed("linear_combination", t)
+    t = time.perf_counter()
+    exemplars = top_exemplars(stack, layer, data.x_train, units, n_top=config.n_exemplars)
+    timed("exemplars", t)
+    agreement = restart_agreement(
+        am.x, am.activation, am.steps, am.converged, best=am.best, threshold=config.threshold
+    )
+    sel_units = units[: config.selectivity_units]
+    study = LayerStudy(
+        layer=layer,
+        units=units,
+        am=am,
+        linear_combination=lc,
+        exemplars=exemplars,
+        restarts=agreement,
+        restart_summary=summarize_restarts(agreement, threshold=config.threshold),
+        selectivity=selectivity(stack, layer, sel_units, best[: sel_units.numel()]),
+        degenerate=degenerate_optima(best),
+        lc_vs_am=pearson_rows(lc, best),
+        vs_data=activation_vs_data(stack, layer, units, best, data.x_train),
+        seconds=seconds,
+    )
+    if layer == 1:
+        study.filters = first_layer_filters(stack, units)
+        study.closed_form_cosine = _cosine_rows(best, closed_form_optimum(stack, units, data.rho))
+    if isinstance(stack, DBN) and layer >= 2:
+        t = time.perf_counter()
+        samples = sample_clamped(
+            stack,
+            layer,
+            units,
+            burn_in=config.burn_in,
+            n_samples=config.n_samples,
+            every=config.every,
+            generator=generator,
+        )
+        timed("sampling", t)
+        study.samples = samples
+        study.samples_vs_am = pearson_rows(samples.mean, best)
+    if config.control and layer >= 2:
+        t = time.perf_counter()
+        control = shuffled_copy(stack, generator)
+        control_am = maximize_activation(control, layer, units, generator=generator, **am_kwargs)
+        control_agreement = restart_agreement(
+            control_am.x,
+            control_am.activation,
+            control_am.steps,
+            control_am.converged,
+            best=control_am.best,
+            threshold=config.threshold,
+        )
+        study.control_summary = summarize_restarts(control_agreement, threshold=config.threshold)
+        control_best = control_am.best_x()
+        study.control_selectivity = selectivity(control, layer, sel_units, control_best[: sel_units.numel()])
+        timed("control", t)
+    return study
+
+
+def study_stack(
+    stack: LayerStack,
+    data: Dataset,
+    config: StudyConfig,
+    generator: torch.Generator,
+    layers: tuple[int, ...] | None = None,
+) -> list[LayerStudy]:
+    """:func:`study_layer` for each of ``layers`` (default: every layer of the stack)."""
+    if stack.n_inputs != data.n_inputs:
+        raise UnitlensError(f"the stack takes {stack.n_inputs} inputs but the data has {data.n_inputs}")
+    chosen = layers if layers is not None else tuple(range(1, stack.n_layers + 1))
+    return [study_layer(stack, data, layer, config, generator) for layer in chosen]

@@ -1,0 +1,46 @@
+from unitlens.analysis.claims import measure_claims
+
+
+def _layer(layer: int, median: float, frac: float, capped: int = 0, lc: float = 0.7) -> dict[str, object]:
+    row: dict[str, object] = {
+        "layer": layer,
+        "restarts": {"median_mean_cosine": median, "fraction_above": frac, "n_units_capped": capped},
+        "control_restarts": {"median_mean_cosine": 0.9, "fraction_above": 0.5},
+        "selectivity": {"fraction_diagonal": 0.97, "n_tied": 1},
+        "lc_vs_am": {"median": lc},
+    }
+    if layer == 1:
+        row["closed_form_cosine_min"] = 0.9995
+    return row
+
+
+def _by_id(claims: list[dict[str, object]]) -> dict[str, dict[str, object]]:
+    return {str(c["id"]): c for c in claims}
+
+
+def test_claims_hold_or_fail_against_the_floors() -> None:
+    good = {"layers": [_layer(1, 1.0, 1.0), _layer(2, 0.99, 0.97), _layer(3, 0.98, 0.95)]}
+    bad = {"layers": [_layer(1, 1.0, 1.0), _layer(2, 0.99, 0.97, capped=2), _layer(3, 0.90, 0.5, lc=0.95)]}
+    claims = _by_id(
+        measure_claims({"mnist-dbn": good}, {"am_cosine": {"dbn L2": 0.995}, "errors": {"dbn": 0.04}})
+    )
+    assert claims["1"]["holds"] is True
+    assert claims["2.2"]["holds"] is True and claims["2.3"]["holds"] is True
+    assert "shuffled control 0.900" in str(claims["2.2"]["measured"])
+    assert claims["3"]["holds"] is True
+    assert claims["4"]["holds"] is True
+    assert claims["6"]["holds"] is None and "not measured" in str(claims["6"]["measured"])
+    assert claims["7"]["holds"] is True
+    failing = _by_id(measure_claims({"mnist-dbn": good, "mnist-sdae": bad}))
+    assert failing["2.2"]["holds"] is False  # a unit hit the step cap
+    assert failing["2.3"]["holds"] is False
+    assert failing["7"]["holds"] is None
+
+
+def test_patch_size_claim_compares_12_and_20_pixel_patches() -> None:
+    small = {"layers": [_layer(2, 0.99, 1.0), _layer(3, 0.98, 1.0)]}
+    large = {"layers": [_layer(2, 0.95, 0.8), _layer(3, 0.93, 0.7)]}
+    claims = _by_id(measure_claims({"patches-sdae": small, "patches20-sdae": large}))
+    assert claims["6"]["holds"] is True
+    claims = _by_id(measure_claims({"patches-sdae": large, "patches20-sdae": small}))
+    assert claims["6"]["holds"] is False

@@ -1,0 +1,352 @@
+"""Tests for unitlens.render.report: the static HTML report of a run folder (no browser here)."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import numpy as np
+import pytest
+
+from unitlens.errors import UnitlensError
+from unitlens.render.png import save_png
+from unitlens.render.report import write_report
+from unitlens.render.report.builder import (
+    DATA_GLOBAL,
+    decode_images,
+    encode_images,
+    quantise_images,
+    read_run,
+)
+from unitlens.results import load_arrays, save_arrays
+
+SHAPE = (4, 5)  # not square, so a swapped height and width would show
+D = SHAPE[0] * SHAPE[1]
+U, R, S, N, US = 5, 3, 2, 4, 3
+
+
+def _layer_arrays(rng: np.random.Generator, j: int, model: str) -> dict[str, np.ndarray]:
+    act = rng.normal(size=(U, R)).astype(np.float32)
+    sel = rng.uniform(0.1, 1.0, size=(US, US)).astype(np.float32)
+    a: dict[str, np.ndarray] = {
+        "units": np.arange(U, dtype=np.int64),
+        "am_x": rng.normal(size=(U, R, D)).astype(np.float32),
+        "am_activation": act,
+        "am_steps": rng.integers(5, 50, size=(U, R)),
+        "am_converged": np.ones((U, R), dtype=np.int64),
+        "am_history": rng.normal(size=(7, U, R)).astype(np.float32),
+        "am_best": act.argmax(axis=1).astype(np.int64),
+        "lc": rng.normal(size=(U, D)).astype(np.float32),
+        "exemplars": rng.uniform(0.0, 1.0, size=(U, N, D)).astype(np.float32),
+        "exemplar_activations": rng.normal(size=(U, N)).astype(np.float32),
+        "selectivity": sel / sel.max(axis=0, keepdims=True),
+        "restart_mean_cosine": rng.uniform(0.8, 1.0, size=U).astype(np.float32),
+        "energy_concentration": rng.uniform(0.1, 0.9, size=U).astype(np.float32),
+        "lc_vs_am": np.array([np.nan, *rng.uniform(-1, 1, size=U - 1)], dtype=np.float32),
+    }
+    if j == 1:
+        a["filters"] = a["lc"].copy()
+    if model == "dbn" and j >= 2:
+        a["samples"] = rng.uniform(0.0, 1.0, size=(U, S, D)).astype(np.float32)
+        a["samples_mean"] = a["samples"].mean(axis=1)
+        a["samples_vs_am"] = rng.uniform(-1, 1, size=U).astype(np.float32)
+    return a
+
+
+def make_run(
+    root: Path,
+    stacks: tuple[str, ...] = ("mnist-dbn", "mnist-sdae"),
+    *,
+    claims: bool = True,
+    figures: bool = True,
+    summaries: bool = True,
+    run_json: bool = True,
+    seed: int = 0,
+) -> Path:
+    """A small synthetic finished run folder in ``root``."""
+    rng = np.random.default_rng(seed)
+    for name in stacks:
+        model = name.rsplit("-", 1)[1]
+        arrays: dict[str, np.ndarray] = {"image_shape": np.array(SHAPE, dtype=np.int64)}
+        rows = []
+        for j in (1, 2, 3):
+            for k, v in _layer_arrays(rng, j, model).items():
+                arrays[f"layer{j}/{k}"] = v
+            rows.append(
+                {
+                    "layer": j,
+                    "n_units": U,
+                    "restarts": {
+                        "median_mean_cosine": 0.9 + j / 100,
+                        "fraction_above": 0.8,
+                        "n_units_capped": 0,
+                    },
+                    "selectivity": {"fraction_diagonal": 1.0, "fraction_strict": 0.5},
+                    "degenerate": {"fraction_flagged": 0.25, "threshold": 0.5},
+                    "lc_vs_am": {"median": 0.66},
+                }
+            )
+        save_arrays(root / "results" / f"{name}.npz", arrays)
+        if summaries:
+            (root / "results" / f"{name}.json").write_text(json.dumps({"layers": rows}))
+    if claims:
+        doc = [
+            {
+                "id": "1",
+                "claim": "Layer-1 AM equals the filter",
+                "measured": "cosine 0.99999",
+                "holds": True,
+                "detail": "all stacks",
+            },
+            {
+                "id": "2",
+                "claim": "Restarts <agree>",
+                "measured": "median 0.98",
+                "holds": False,
+                "detail": "x & y",
+            },
+            {
+                "id": "6",
+                "claim": "20x20 restarts disagree more",
+                "measured": "not run",
+                "holds": None,
+                "detail": "",
+            },
+        ]
+        (root / "results" / "claims.json").write_text(json.dumps(doc))
+    if figures:
+        save_png(root / "figures" / "figure1_mnist.png", rng.uniform(0, 1, size=(8, 12)))
+        save_png(root / "figures" / "figure 3 mnist.png", rng.uniform(0, 1, size=(6, 6)))
+    if run_json:
+        run = {
+            "seed": seed,
+            "preset": "quick",
+            "versions": {"unitlens": "0.1.0", "torch": "2.x"},
+            "stages": {"train": "done", "study": "done"},
+            "seconds": {"train": 12.5, "study": 75.0},
+        }
+        (root / "run.json").write_text(json.dumps(run))
+    return root
+
+
+def payload_of(report: Path) -> dict[str, Any]:
+    """The JSON inside data.js (the assignment's right-hand side)."""
+    text = (report / "data.js").read_text(encoding="utf-8")
+    prefix = f"window.{DATA_GLOBAL} = "
+    assert text.startswith(prefix) and text.endswith(";\n")
+    return json.loads(text[len(prefix) : -2])
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+        self.ids: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in ("src", "href") and value is not None:
+                self.links.append(value)
+            if name == "id" and value is not None:
+                self.ids.append(value)
+
+
+def _reference_scale(x: np.ndarray, signed: bool) -> np.ndarray:
+    """The paper's display rule per image (rows of ``x``), written out directly."""
+    x = x.astype(np.float64)
+    if signed:
+        return 0.5 + 0.5 * x / np.abs(x).max(axis=1, keepdims=True)
+    low, high = x.min(axis=1, keepdims=True), x.max(axis=1, keepdims=True)
+    return (x - low) / (high - low)
+
+
+def test_report_files_exist_and_every_reference_resolves(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    index = write_report(run)
+    assert index == run / "report" / "index.html"
+    for name in ("index.html", "data.js", "explorer.js", "style.css"):
+        assert (run / "report" / name).stat().st_size > 0
+    parser = _Links()
+    parser.feed(index.read_text(encoding="utf-8"))
+    local = [link for link in parser.links if not link.startswith(("#", "data:"))]
+    assert {"data.js", "explorer.js", "style.css", "../figures/figure1_mnist.png"} <= set(local)
+    assert "../figures/figure%203%20mnist.png" in local  # the space is URL-encoded
+    for link in local:
+        assert (index.parent / unquote(link)).is_file(), link
+    # In-page links point at sections that exist.
+    for link in parser.links:
+        if link.startswith("#"):
+            assert link[1:] in parser.ids, link
+    # Nothing reaches for the network.
+    for name in ("index.html", "explorer.js", "style.css"):
+        text = (run / "report" / name).read_text(encoding="utf-8")
+        assert "http://" not in text and "https://" not in text, name
+    js = (run / "report" / "explorer.js").read_text(encoding="utf-8")
+    assert "fetch(" not in js and "XMLHttpRequest" not in js
+    # No temporary files of the atomic writes are left behind.
+    assert sorted(p.name for p in (run / "report").iterdir()) == [
+        "data.js",
+        "explorer.js",
+        "index.html",
+        "style.css",
+    ]
+
+
+def test_data_js_is_json_and_images_round_trip_within_one_level(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    arrays = load_arrays(run / "results" / "mnist-dbn.npz")
+    payload = payload_of(write_report(run).parent)
+    assert [s["name"] for s in payload["stacks"]] == ["mnist-dbn", "mnist-sdae"]
+    dbn = payload["stacks"][0]
+    assert dbn["image_shape"] == list(SHAPE)
+    assert [layer["layer"] for layer in dbn["layers"]] == [1, 2, 3]
+    layer2 = dbn["layers"][1]
+    assert set(layer2["images"]) == {"am_x", "samples", "samples_mean", "lc", "exemplars"}
+    assert set(dbn["layers"][0]["images"]) == {"filters", "am_x", "lc", "exemplars"}
+    for key, per_unit, signed in (("am_x", R, True), ("samples", S, False), ("exemplars", N, False)):
+        entry = layer2["images"][key]
+        assert entry["per_unit"] == per_unit and entry["signed"] is signed
+        q = decode_images(entry["data"], (U * per_unit, D))
+        # Image u * per_unit + i is item i of unit u, pixels in row-major (h, w) order.
+        x = arrays[f"layer2/{key}"].reshape(U * per_unit, D)
+        assert np.abs(q / 255.0 - _reference_scale(x, signed)).max() <= 1.0 / 255.0
+
+
+def test_quantise_images_follows_the_display_rule() -> None:
+    x = np.array([[-2.0, 0.0, 1.0, 2.0], [0.0, 0.0, 0.0, 0.0], [3.0, 1.0, 2.0, 3.0]])
+    signed = quantise_images(x, (2, 2), signed=True)
+    assert signed.dtype == np.uint8 and signed.shape == (3, 4)
+    # -max -> black, zero -> grey (127.5 rounds to 128), +max -> white; an all-zero image is grey.
+    assert signed[0].tolist() == [0, 128, 191, 255]
+    assert signed[1].tolist() == [128, 128, 128, 128]
+    unsigned = quantise_images(x[2:], (2, 2), signed=False)
+    assert unsigned[0].tolist() == [255, 0, 128, 255]
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=(6, 20)) * rng.uniform(0.01, 100, size=(6, 1))
+    for s in (True, False):
+        q = quantise_images(y, (4, 5), signed=s)
+        assert np.abs(q / 255.0 - _reference_scale(y, s)).max() <= 0.5 / 255.0 + 1e-12
+        assert np.array_equal(decode_images(encode_images(q), q.shape), q)
+
+
+def test_payload_numbers_and_selectivity(tmp_path: Path) -> None:
+    run = make_run(tmp_path, ("patches-dbn",))
+    arrays = load_arrays(run / "results" / "patches-dbn.npz")
+    layer = payload_of(write_report(run).parent)["stacks"][0]["layers"][2]
+    num = layer["numbers"]
+    assert num["units"] == list(range(U))
+    assert num["am_best"] == arrays["layer3/am_best"].tolist()
+    assert num["lc_vs_am"][0] is None  # NaN (undefined correlation) travels as null
+    np.testing.assert_allclose(num["lc_vs_am"][1:], arrays["layer3/lc_vs_am"][1:], rtol=1e-3)
+    np.testing.assert_allclose(num["am_activation"], arrays["layer3/am_activation"], rtol=1e-6)
+    np.testing.assert_allclose(num["samples_vs_am"], arrays["layer3/samples_vs_am"], rtol=1e-3)
+    s = arrays["layer3/selectivity"].astype(np.float64)
+    sel = layer["selectivity"]
+    assert sel["n"] == US
+    np.testing.assert_allclose(sel["diagonal"], np.diag(s), rtol=1e-3)
+    for i in range(US):
+        others = [s[i, j] if j != i else -np.inf for j in range(US)]
+        assert sel["argmax_other"][i] == int(np.argmax(others))
+        assert sel["max_other"][i] == pytest.approx(max(others), rel=1e-3)
+    q = decode_images(sel["data"], (US, US))
+    assert np.abs(q / 255.0 - s).max() <= 0.5 / 255.0 + 1e-6
+
+
+def test_overview_shows_run_claims_figures_and_layer_tables(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    text = write_report(run).read_text(encoding="utf-8")
+    assert "<title>unitlens report — preset quick, seed 0</title>" in text
+    assert "2.x" in text and "12.5 s" in text and "1 min 15 s" in text
+    # The claims table: every claim, its measurement and a verdict in words, text escaped.
+    table = re.search(r'<table id="claims-table".*?</table>', text, re.S)
+    assert table is not None
+    rows = re.findall(r"<tr class=\"claim-(\w+)\">(.*?)</tr>", table.group(0), re.S)
+    assert [cls for cls, _ in rows] == ["holds", "fails", "unmeasured"]
+    assert ">holds<" in rows[0][1] and ">does not hold<" in rows[1][1] and ">not measured<" in rows[2][1]
+    assert "Restarts &lt;agree&gt;" in rows[1][1] and "x &amp; y" in rows[1][1]
+    assert "1 hold, 1 do not hold, 1 not measured" in text
+    # Figures, and one summary table per stack with a row per layer.
+    assert text.count("<img ") == 2
+    for name in ("mnist-dbn", "mnist-sdae"):
+        t = re.search(rf'<table class="data layer-table" id="stack-{name}".*?</table>', text, re.S)
+        assert t is not None
+        body = t.group(0).split("<tbody>")[1]
+        assert body.count("<tr>") == 3
+        assert "0.910" in body and "0.930" in body  # restart agreement of layers 1 and 3 from the JSON
+    # The explorer's labelled controls.
+    for control in ("pick-dataset", "pick-model", "pick-layer", "pick-unit"):
+        assert f'<label for="{control}">' in text and f'<select id="{control}">' in text
+    assert 'id="prev-unit"' in text and 'id="next-unit"' in text
+
+
+def test_missing_optional_parts_still_give_a_report(tmp_path: Path) -> None:
+    run = make_run(tmp_path, ("mnist-sdae",), claims=False, figures=False, summaries=False, run_json=False)
+    index = write_report(run)
+    text = index.read_text(encoding="utf-8")
+    assert "the claims were not measured" in text
+    assert "No figures" in text and "<img " not in text
+    assert "No <code>run.json</code>" in text
+    assert "computed from the arrays" in text
+    # Without summaries the table is computed from the arrays: layer 1's median restart cosine.
+    arrays = load_arrays(run / "results" / "mnist-sdae.npz")
+    expected = float(np.median(arrays["layer1/restart_mean_cosine"]))
+    assert f"<td>{expected:.3f}</td>" in text
+    stack = payload_of(index.parent)["stacks"][0]
+    assert stack["model"] == "sdae"
+    assert all("samples" not in layer["images"] for layer in stack["layers"])
+
+
+def test_rerun_regenerates_the_report(tmp_path: Path) -> None:
+    run = make_run(tmp_path, ("mnist-dbn",), claims=False, figures=False)
+    first = write_report(run).read_text(encoding="utf-8")
+    assert "claims-table" not in first and "figure1_mnist.png" not in first
+    old_data = (run / "report" / "data.js").read_text(encoding="utf-8")
+    make_run(tmp_path, ("mnist-dbn",), seed=1)
+    text = write_report(run).read_text(encoding="utf-8")
+    assert "claims-table" in text and "figure1_mnist.png" in text
+    assert "seed 1" in text
+    assert (run / "report" / "data.js").read_text(encoding="utf-8") != old_data
+
+
+def test_no_results_is_an_error_naming_the_folder(tmp_path: Path) -> None:
+    with pytest.raises(UnitlensError, match=re.escape(str(tmp_path)) + ".*no results"):
+        write_report(tmp_path)
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "claims.json").write_text("[]")
+    with pytest.raises(UnitlensError, match="no results"):
+        write_report(tmp_path)
+    with pytest.raises(UnitlensError, match="does not exist"):
+        write_report(tmp_path / "missing")
+    assert not (tmp_path / "report").exists()
+
+
+def test_malformed_files_are_errors_naming_the_file(tmp_path: Path) -> None:
+    run = make_run(tmp_path, ("mnist-dbn",))
+    (run / "results" / "claims.json").write_text('[{"id": "1", "claim": "c"}]')
+    with pytest.raises(UnitlensError, match=r"claims\.json.*'measured'"):
+        read_run(run)
+    (run / "results" / "claims.json").write_text("{not json")
+    with pytest.raises(UnitlensError, match=r"claims\.json: not valid JSON"):
+        read_run(run)
+    (run / "results" / "claims.json").unlink()
+    (run / "results" / "mnist-dbn.json").write_text('{"layers": 3}')
+    with pytest.raises(UnitlensError, match=r"mnist-dbn\.json"):
+        read_run(run)
+    (run / "results" / "mnist-dbn.json").unlink()
+    save_arrays(
+        run / "results" / "mnist-dbn.npz", {"image_shape": np.array(SHAPE), "layer1/units": np.arange(3)}
+    )
+    with pytest.raises(UnitlensError, match=r"mnist-dbn\.npz: missing the array 'layer1/am_x'"):
+        read_run(run)
+    bad = {
+        "image_shape": np.array(SHAPE),
+        **{f"layer1/{k}": v for k, v in _layer_arrays(np.random.default_rng(0), 1, "dbn").items()},
+    }
+    bad["layer1/lc"] = np.zeros((U, D + 1), dtype=np.float32)
+    save_arrays(run / "results" / "mnist-dbn.npz", bad)
+    with pytest.raises(UnitlensError, match=r"'layer1/lc' has shape \(5, 21\)"):
+        read_run(run)

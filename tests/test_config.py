@@ -1,0 +1,45 @@
+from pathlib import Path
+
+import pytest
+
+from unitlens.atomic import write_text
+from unitlens.config import apply_overrides, dumps_toml, load_toml, preset
+from unitlens.errors import UnitlensError
+
+
+def test_presets_differ_in_scale() -> None:
+    quick, paper = preset("quick"), preset("paper")
+    assert quick.mnist.hidden == (500, 500, 500)
+    assert paper.mnist.hidden == (1000, 1000, 1000) and paper.mnist.examples_per_layer == 2_500_000
+    assert paper.patches20 and not quick.patches20
+    with pytest.raises(UnitlensError, match="unknown preset"):
+        preset("huge")
+
+
+def test_overrides_are_typed_and_checked() -> None:
+    c = apply_overrides(
+        preset("quick"),
+        ["mnist.hidden=20,10", "study.restarts=3", "study.tol=1e-4", "patches20=true", "mnist.data_dir=/x"],
+    )
+    assert c.mnist.hidden == (20, 10) and c.study.restarts == 3 and c.study.tol == 1e-4
+    assert c.patches20 is True and c.mnist.data_dir == "/x"
+    with pytest.raises(UnitlensError, match="unknown setting 'restart'"):
+        apply_overrides(c, ["study.restart=3"])
+    with pytest.raises(UnitlensError, match=r"study\.restarts"):
+        apply_overrides(c, ["study.restarts=many"])
+    with pytest.raises(UnitlensError, match="key=value"):
+        apply_overrides(c, ["study.restarts"])
+    with pytest.raises(UnitlensError, match="preset"):
+        apply_overrides(c, ["preset=medium"])
+
+
+def test_toml_round_trip_and_bad_files(tmp_path: Path) -> None:
+    c = apply_overrides(preset("paper"), ["seed=7", "mnist.hidden=30,20,10"])
+    write_text(tmp_path / "c.toml", dumps_toml(c))
+    assert load_toml(tmp_path / "c.toml") == c
+    write_text(tmp_path / "bad.toml", "seed = [")
+    with pytest.raises(UnitlensError, match=r"bad\.toml is not valid TOML"):
+        load_toml(tmp_path / "bad.toml")
+    write_text(tmp_path / "unknown.toml", "[mnist]\nwidth = 3\n")
+    with pytest.raises(UnitlensError, match=r"unknown\.toml.mnist: unknown setting 'width'"):
+        load_toml(tmp_path / "unknown.toml")

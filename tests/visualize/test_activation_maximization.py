@@ -1,0 +1,394 @@
+"""Activation maximization against closed forms, brute force and autograd, on tiny models."""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Iterator
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from unitlens.errors import UnitlensError
+from unitlens.models.dbn import DBN
+from unitlens.models.sdae import SDAE
+from unitlens.models.stack import LayerStack
+from unitlens.visualize.activation_maximization import AMResult, maximize_activation
+
+RHO = 3.0
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    # These models are tiny: a second thread gains nothing, and on a loaded machine every parallel region
+    # waits for a descheduled thread (measured here: 3 s single-threaded against 2 minutes with 2 threads
+    # while other jobs ran).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def random_stack(kind: str, sizes: list[int], seed: int = 0, std: float = 0.3) -> LayerStack:
+    """A float64 DBN or SDAE with weights N(0, std²) and biases N(0, 0.5²)."""
+    g = torch.Generator().manual_seed(seed)
+    model: LayerStack
+    if kind == "dbn":
+        model = DBN.build(sizes, generator=g, dtype=torch.float64)
+    else:
+        model = SDAE.build(sizes, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        for k in range(1, model.n_layers + 1):
+            model.layer(k).weight.normal_(0.0, std, generator=g)
+            model.layer(k).hidden_bias.normal_(0.0, 0.5, generator=g)
+    return model
+
+
+def gen(seed: int = 1) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# ------------------------------------------------------------------------------------- reference optima
+
+
+@pytest.mark.parametrize("kind", ["dbn", "sdae"])
+def test_layer1_matches_closed_form(kind: str) -> None:
+    model = random_stack(kind, [30, 12, 8])
+    result = maximize_activation(model, 1, norm=RHO, generator=gen())
+    w, b = model.layer(1).weight.detach(), model.layer(1).hidden_bias.detach()
+    optimum = RHO * w / w.norm(dim=1, keepdim=True)  # x* = rho w / ||w||
+    assert result.x.shape == (12, 9, 30)
+    assert torch.all(F.cosine_similarity(result.x, optimum[:, None, :], dim=-1) > 0.999)
+    expected = RHO * w.norm(dim=1) + b
+    torch.testing.assert_close(result.activation, expected[:, None].expand(12, 9), rtol=1e-5, atol=1e-6)
+    assert result.converged.all()
+
+
+def test_linear_module_optimum_is_normalised_weight() -> None:
+    torch.manual_seed(0)  # nn.Linear's own initialisation only
+    linear = nn.Linear(10, 4)
+    result = maximize_activation(linear, linear, norm=RHO, input_shape=(10,), generator=gen())
+    w, b = linear.weight.detach(), linear.bias.detach()
+    assert torch.all(F.cosine_similarity(result.x, w[:, None, :], dim=-1) > 0.999)
+    torch.testing.assert_close(
+        result.activation, (RHO * w.norm(dim=1) + b)[:, None].expand(4, 9), rtol=1e-4, atol=1e-5
+    )
+
+
+def test_layer2_unit_driven_by_one_layer1_unit() -> None:
+    # Layer-2 unit 0 listens with weight 8 to layer-1 unit 3 and with negligible weights to the others, so
+    # it is maximal where layer-1 unit 3 is: at x* = rho w_3 / ||w_3|| (sigmoid is monotone).
+    model = random_stack("dbn", [20, 6, 2], seed=3)
+    with torch.no_grad():
+        w1 = model.layer(1).weight
+        w1[3] *= 1.0 / (RHO * w1[3].norm())  # w_3 . x* = 1: the sigmoid is far from saturation
+        model.layer(2).weight[0].normal_(0.0, 1e-4, generator=gen(9))
+        model.layer(2).weight[0, 3] = 8.0
+    result = maximize_activation(model, 2, [0], norm=RHO, generator=gen(), tol=1e-9)
+    target = model.layer(1).weight.detach()[3]
+    assert torch.all(F.cosine_similarity(result.x[0], target[None], dim=-1) > 0.999)
+
+
+def test_two_dimensional_optimum_matches_brute_force_scan() -> None:
+    # A layer-2 unit on a 2-D input: two layer-1 bumps on the circle ||x|| = rho, at angles -0.5 (weight 3,
+    # the global maximum) and 2.0 (weight 2, a local one). Starts in [0, 1]^2 fall into both basins.
+    model = random_stack("dbn", [2, 2, 1], seed=0)
+    directions = torch.tensor([[math.cos(-0.5), math.sin(-0.5)], [math.cos(2.0), math.sin(2.0)]])
+    with torch.no_grad():
+        model.layer(1).weight.copy_(2.0 * directions)
+        model.layer(1).hidden_bias.fill_(-4.0)
+        model.layer(2).weight.copy_(torch.tensor([[3.0, 2.0]]))
+    angles = torch.linspace(0, 2 * math.pi, 400_001, dtype=torch.float64)
+    circle = RHO * torch.stack([angles.cos(), angles.sin()], dim=1)
+    scan = model.preactivation(circle, 2)[:, 0].detach()
+    peaks = (scan > scan.roll(1)) & (scan > scan.roll(-1))
+    assert int(peaks.sum()) == 2
+    result = maximize_activation(model, 2, norm=RHO, restarts=16, generator=gen(), tol=1e-12)
+    assert result.activation[0, result.best[0]].item() == pytest.approx(scan.max().item(), rel=1e-8)
+    assert F.cosine_similarity(result.best_x()[0], circle[scan.argmax()], dim=0) > 0.99999
+    # Some restarts ended on the lower peak, exactly: the best one was picked.
+    lower = scan[peaks].min().item()
+    assert result.activation.min().item() == pytest.approx(lower, rel=1e-8)
+
+
+def test_hand_backpropagation_matches_autograd_on_same_network() -> None:
+    model = random_stack("dbn", [16, 10, 8, 6], seed=5)
+    layers: list[nn.Module] = []
+    for k in range(1, 4):
+        linear = nn.Linear(model.layer_sizes[k - 1], model.layer_sizes[k], dtype=torch.float64)
+        with torch.no_grad():
+            linear.weight.copy_(model.layer(k).weight)
+            linear.bias.copy_(model.layer(k).hidden_bias)
+        layers += [linear, nn.Sigmoid()]
+    net = nn.Sequential(*layers[:-1])  # pre-sigmoid output of layer 3 is module "4"
+    by_hand = maximize_activation(model, 3, [0, 2, 5], norm=RHO, generator=gen(4))
+    by_autograd = maximize_activation(net, "4", [0, 2, 5], norm=RHO, input_shape=(16,), generator=gen(4))
+    assert by_hand.learning_rate == pytest.approx(by_autograd.learning_rate, rel=1e-12)
+    torch.testing.assert_close(by_hand.x, by_autograd.x)
+    torch.testing.assert_close(by_hand.activation, by_autograd.activation)
+    assert torch.equal(by_hand.steps, by_autograd.steps)
+
+
+# ------------------------------------------------------------------------------------- batching, seeds
+
+
+def test_batch_equals_one_unit_at_a_time_and_chunks() -> None:
+    model = random_stack("sdae", [24, 12, 10], seed=2)
+    units = [0, 3, 4, 9]
+    settings = {"norm": RHO, "restarts": 3, "learning_rate": 0.5}
+    batch = maximize_activation(model, 2, units, generator=gen(11), **settings)  # type: ignore[arg-type]
+    for i, unit in enumerate(units):
+        alone = maximize_activation(model, 2, [unit], generator=gen(11), **settings)  # type: ignore[arg-type]
+        torch.testing.assert_close(alone.x[0], batch.x[i])
+        torch.testing.assert_close(alone.activation[0], batch.activation[i])
+        assert torch.equal(alone.steps[0], batch.steps[i])
+    for chunk in (1, 5, 100):  # 5 splits a unit's restarts across two batches
+        chunked = maximize_activation(model, 2, units, generator=gen(11), chunk_size=chunk, **settings)  # type: ignore[arg-type]
+        torch.testing.assert_close(chunked.x, batch.x)
+        torch.testing.assert_close(chunked.history, batch.history)
+        assert torch.equal(chunked.steps, batch.steps)
+        assert torch.equal(chunked.converged, batch.converged)
+
+
+def test_same_seed_same_result_and_restarts_differ() -> None:
+    model = random_stack("dbn", [20, 8, 5], seed=1)
+    first = maximize_activation(model, 2, norm=RHO, generator=gen(3))
+    again = maximize_activation(model, 2, norm=RHO, generator=gen(3))
+    other = maximize_activation(model, 2, norm=RHO, generator=gen(4))
+    assert torch.equal(first.x, again.x) and first.learning_rate == again.learning_rate
+    assert not torch.equal(first.history[0], other.history[0])
+    # Each restart of a unit starts elsewhere.
+    assert (first.history[0, :, 1:] != first.history[0, :, :1]).all()
+
+
+# ------------------------------------------------------------------------------ stop rule, history, norm
+
+
+def test_stop_rule_read_from_history() -> None:
+    model = random_stack("dbn", [20, 10, 6], seed=4)
+    tol = 1e-4
+    # lr 30 overshoots: half the restarts stop on a step that lowered the activation, which is undone.
+    for learning_rate in (1.0, 30.0):
+        result = maximize_activation(
+            model, 2, norm=RHO, tol=tol, learning_rate=learning_rate, generator=gen()
+        )
+        hist = result.history
+        assert hist.shape[1:] == (6, 9)
+        assert torch.equal(hist[-1], result.activation)
+        assert torch.all(hist[1:] >= hist[:-1])  # a decrease stops the restart and is undone
+        gain = hist[1:] - hist[:-1]
+        small = gain <= tol * hist[:-1].abs().clamp_min(1e-8)  # (S, U, R): step t + 1 met the stop rule
+        first = torch.where(small.any(dim=0), small.int().argmax(dim=0) + 1, hist.shape[0])
+        assert result.converged.all()
+        # The rule fired at the last step kept (a small gain) or at the step after it (a decrease, undone).
+        kept, undone = first == result.steps, first == result.steps + 1
+        assert torch.all(kept | undone)
+        if learning_rate == 30.0:
+            assert undone.any() and kept.any()
+        # x* is the input of the last step kept: its activation is the one reported.
+        pre = model.preactivation(result.x.reshape(-1, 20), 2).detach().view(6, 9, 6)
+        torch.testing.assert_close(pre.diagonal(dim1=0, dim2=2).T, result.activation)
+
+
+def test_step_cap_and_unstopped_runs() -> None:
+    model = random_stack("dbn", [20, 10, 6], seed=4)
+    capped = maximize_activation(
+        model, 2, norm=RHO, max_steps=2, tol=1e-12, learning_rate=0.05, generator=gen()
+    )
+    assert capped.history.shape == (3, 6, 9)
+    assert not capped.converged.any()
+    assert torch.equal(capped.steps, torch.full((6, 9), 2))
+    free = maximize_activation(model, 2, norm=RHO, max_steps=7, tol=None, learning_rate=50.0, generator=gen())
+    assert torch.equal(free.steps, torch.full((6, 9), 7)) and not free.converged.any()
+    assert free.history.shape == (8, 6, 9)
+
+
+def test_history_is_monotone_for_a_linear_objective() -> None:
+    model = random_stack("dbn", [30, 7], seed=6)
+    result = maximize_activation(model, 1, norm=RHO, learning_rate=0.05, tol=1e-10, generator=gen())
+    assert torch.all(result.history[1:] >= result.history[:-1])
+    assert result.history[0].lt(result.history[-1]).all()
+
+
+@pytest.mark.parametrize("layer", [1, 2, 3])
+def test_norm_is_preserved_for_every_restart(layer: int) -> None:
+    model = random_stack("sdae", [25, 9, 8, 7], seed=7)
+    result = maximize_activation(model, layer, norm=RHO, generator=gen())
+    torch.testing.assert_close(
+        result.x.norm(dim=-1), torch.full(result.x.shape[:2], RHO, dtype=torch.float64)
+    )
+
+
+def test_box_is_respected_and_matches_its_closed_forms() -> None:
+    # With x in [0, 1] and ||x|| <= rho small enough that no pixel reaches 1, the best input for a linear
+    # unit is rho w+ / ||w+|| (w+: the positive part of its filter).
+    model = random_stack("dbn", [20, 5], seed=8)
+    w = model.layer(1).weight.detach()
+    rho = 0.5
+    result = maximize_activation(model, 1, norm=rho, box=(0.0, 1.0), generator=gen(), tol=1e-10)
+    assert result.x.min() >= 0.0 and result.x.max() <= 1.0
+    assert torch.all(result.x.norm(dim=-1) <= rho + 1e-9)
+    assert torch.all(F.cosine_similarity(result.x, w.clamp_min(0.0)[:, None, :], dim=-1) > 0.999)
+    unboxed = maximize_activation(model, 1, norm=rho, generator=gen(), tol=1e-10)
+    assert unboxed.x.min() < 0.0
+    # With a norm too large to bind, the optimum is the box's corner 1[w > 0], shorter than rho.
+    corner = maximize_activation(model, 1, norm=100.0, box=(0.0, 1.0), generator=gen(), tol=1e-10)
+    expected = (w > 0).to(w.dtype)[:, None, :].expand_as(corner.x)
+    torch.testing.assert_close(corner.x, expected)
+
+
+def test_automatic_step_size_is_the_best_candidate() -> None:
+    model = random_stack("dbn", [20, 10, 6], seed=9)
+    candidates = (0.01, 0.1, 1.0)
+    auto = maximize_activation(model, 2, norm=RHO, lr_candidates=candidates, max_steps=30, generator=gen())
+    # The median gradient norm at the starts (a run of 0 steps returns them), recomputed with autograd.
+    at_start = maximize_activation(model, 2, norm=RHO, max_steps=0, learning_rate=1.0, generator=gen())
+    assert at_start.history.shape == (1, 6, 9) and not at_start.converged.any()
+    torch.testing.assert_close(at_start.history[0], auto.history[0])
+    x = at_start.x.reshape(-1, 20).clone().requires_grad_(True)
+    owners = at_start.units.repeat_interleave(9)
+    act = model.preactivation(x, 2)[torch.arange(x.shape[0]), owners]
+    (grad,) = torch.autograd.grad(act.sum(), x)
+    median = grad.norm(dim=1).median().item()
+    rates = [c * RHO / median for c in candidates]
+    means = []
+    for rate in rates:
+        fixed = maximize_activation(model, 2, norm=RHO, learning_rate=rate, max_steps=30, generator=gen())
+        means.append(fixed.activation.mean().item())
+        if rate == pytest.approx(auto.learning_rate, rel=1e-9):
+            assert torch.equal(fixed.x, auto.x) and torch.equal(fixed.steps, auto.steps)
+    assert auto.learning_rate == pytest.approx(rates[max(range(3), key=means.__getitem__)], rel=1e-9)
+    again = maximize_activation(model, 2, norm=RHO, lr_candidates=candidates, max_steps=30, generator=gen())
+    assert again.learning_rate == auto.learning_rate and torch.equal(again.x, auto.x)
+
+
+def test_best_restart_and_result_fields() -> None:
+    model = random_stack("dbn", [12, 6, 4], seed=10)
+    result = maximize_activation(model, 2, [3, 1], norm=RHO, restarts=4, input_shape=(3, 4), generator=gen())
+    assert isinstance(result, AMResult)
+    assert result.units.tolist() == [3, 1] and result.units.dtype == torch.int64
+    assert result.x.shape == (2, 4, 3, 4) and result.best_x().shape == (2, 3, 4)
+    assert torch.equal(result.best, result.activation.argmax(dim=1))
+    assert torch.equal(result.best_x()[1], result.x[1, result.best[1]])
+    assert result.steps.dtype == torch.int64 and result.converged.dtype == torch.bool
+    pre = model.preactivation(result.x.reshape(-1, 12), 2).detach().view(2, 4, 4)
+    torch.testing.assert_close(result.activation, pre[:, :, [3, 1]].diagonal(dim1=0, dim2=2).T)
+
+
+# ----------------------------------------------------------------------------------- generic modules
+
+
+class Recorder(nn.Module):
+    """Identity that remembers the training flags it ran under and how often it ran."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.modes: list[bool] = []
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.modes.append(self.training)
+        return x
+
+
+@pytest.mark.parametrize("reduce", ["center", "mean"])
+def test_conv_channel_optimum(reduce: str) -> None:
+    torch.manual_seed(0)
+    conv = nn.Conv2d(1, 2, kernel_size=3)
+    net = nn.Sequential(OrderedDict(conv=conv, act=nn.Sigmoid()))
+    result = maximize_activation(
+        net, "conv", norm=RHO, input_shape=(1, 5, 5), channel_reduce=reduce, generator=gen(), tol=1e-9
+    )
+    assert result.x.shape == (2, 9, 1, 5, 5)
+    for channel in range(2):
+        # The channel's activation is linear in x: its optimum is rho times its normalised gradient.
+        x = torch.zeros(1, 1, 5, 5, requires_grad=True)
+        out = conv(x)[0, channel]
+        value = out[1, 1] if reduce == "center" else out.mean()
+        (direction,) = torch.autograd.grad(value, x)
+        if reduce == "center":
+            expected = torch.zeros(5, 5)
+            expected[1:4, 1:4] = conv.weight[channel, 0].detach()
+            torch.testing.assert_close(direction[0, 0], expected)
+        sims = F.cosine_similarity(result.x[channel].reshape(9, -1), direction.reshape(1, -1), dim=-1)
+        assert torch.all(sims > 0.999)
+
+
+def test_dotted_names_hook_removal_and_training_mode() -> None:
+    torch.manual_seed(0)
+    recorder, above = Recorder(), Recorder()
+    lin = nn.Linear(8, 5)
+    encoder = nn.Sequential(OrderedDict(probe=recorder, lin=lin))
+    net = nn.Sequential(OrderedDict(enc=encoder, act=nn.Sigmoid(), above=above, head=nn.Linear(5, 2)))
+    net.train()
+    result = maximize_activation(net, "enc.lin", [4, 0], norm=RHO, input_shape=(8,), generator=gen())
+    w = lin.weight.detach()[[4, 0]]
+    assert torch.all(F.cosine_similarity(result.x, w[:, None, :], dim=-1) > 0.999)
+    assert recorder.modes and not any(recorder.modes)  # evaluation mode during the run
+    assert above.modes == []  # the forward pass ends at the target layer
+    assert all(m.training for m in net.modules())  # and the modes are restored
+    assert all(not m._forward_hooks for m in net.modules())
+    # The module object works like its name.
+    by_object = maximize_activation(net, lin, [4, 0], norm=RHO, input_shape=(8,), generator=gen())
+    assert torch.equal(by_object.x, result.x)
+
+
+def test_wrong_name_lists_valid_names_and_cleans_up() -> None:
+    net = nn.Sequential(OrderedDict(enc=nn.Sequential(OrderedDict(lin=nn.Linear(4, 3))), act=nn.Sigmoid()))
+    net.train()
+    with pytest.raises(UnitlensError, match=r"enc\.lin"):
+        maximize_activation(net, "enc.linear", norm=RHO, input_shape=(4,), generator=gen())
+    with pytest.raises(UnitlensError, match="out of range"):
+        maximize_activation(net, "enc.lin", [3], norm=RHO, input_shape=(4,), generator=gen())
+    assert all(m.training for m in net.modules())
+    assert all(not m._forward_hooks for m in net.modules())
+    with pytest.raises(UnitlensError, match="not a submodule"):
+        maximize_activation(net, nn.Linear(4, 3), norm=RHO, input_shape=(4,), generator=gen())
+
+
+# ------------------------------------------------------------------------------------------------ errors
+
+
+@pytest.mark.parametrize(
+    ("layer", "kwargs", "message"),
+    [
+        (0, {}, "layer must be an int"),
+        (3, {}, "layer must be an int"),
+        ("1", {}, "layer must be an int"),
+        (True, {}, "layer must be an int"),
+        (1, {"units": [8]}, "out of range"),
+        (1, {"units": [-1]}, "out of range"),
+        (1, {"units": []}, "non-empty"),
+        (1, {"units": [0.5]}, "integer"),
+        (1, {"units": ["a"]}, "integer"),
+        (1, {"norm": 0.0}, "norm must be > 0"),
+        (1, {"norm": -2.0}, "norm must be > 0"),
+        (1, {"norm": math.nan}, "norm must be a finite"),
+        (1, {"restarts": 0}, "restarts"),
+        (1, {"learning_rate": -1.0}, "learning_rate"),
+        (1, {"lr_candidates": ()}, "lr_candidates"),
+        (1, {"max_steps": -1}, "max_steps"),
+        (1, {"tol": -1e-3}, "tol"),
+        (1, {"chunk_size": 0}, "chunk_size"),
+        (1, {"box": (0.2, 1.0)}, "box"),
+        (1, {"channel_reduce": "max"}, "channel_reduce"),
+        (1, {"input_shape": (3, 3)}, "input_shape"),
+        (1, {"generator": 3}, "generator"),
+    ],
+)
+def test_errors(layer: object, kwargs: dict[str, object], message: str) -> None:
+    model = random_stack("dbn", [10, 8, 4])
+    arguments: dict[str, object] = {"norm": RHO, "generator": gen()}
+    arguments.update(kwargs)
+    units = arguments.pop("units", None)
+    with pytest.raises(UnitlensError, match=message):
+        maximize_activation(model, layer, units, **arguments)  # type: ignore[arg-type]
+
+
+def test_generic_module_errors() -> None:
+    net = nn.Sequential(nn.Linear(4, 3))
+    with pytest.raises(UnitlensError, match="input_shape is required"):
+        maximize_activation(net, "0", norm=RHO, generator=gen())
+    with pytest.raises(UnitlensError, match="valid names"):
+        maximize_activation(net, 0, norm=RHO, input_shape=(4,), generator=gen())
