@@ -23,7 +23,7 @@ install: $(VENV)/.installed
 dev: $(VENV)/.installed-dev
 
 demo: install
-	$(BIN)/unitlens data --out $(OUT)
+	$(BIN)/unitlens reproduce --preset quick --out $(OUT)
 
 test: dev
 	$(BIN)/python -m pytest -q

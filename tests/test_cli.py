@@ -40,3 +40,43 @@ def test_bad_data_dir_is_a_clear_error_without_traceback(
     assert main(["data", "--out", str(tmp_path / "o"), "--data-dir", str(missing)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("unitlens: error:") and "no-such-folder" in err and "Traceback" not in err
+
+
+def test_train_then_visualize_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = [
+        "train",
+        "--model",
+        "dbn",
+        "--hidden",
+        "12,8",
+        "--examples",
+        "1000",
+        "--out",
+        str(tmp_path / "ck"),
+    ]
+    assert main([*args, "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "layer 2: held-out reconstruction error" in out
+    checkpoint = tmp_path / "ck" / "mnist-dbn.safetensors"
+    assert checkpoint.exists()
+    assert (
+        main(
+            [
+                "visualize",
+                str(checkpoint),
+                "--out",
+                str(tmp_path / "vis"),
+                "--units",
+                "4",
+                "--restarts",
+                "3",
+                "--max-steps",
+                "30",
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "vis" / "results" / "mnist-dbn.npz").exists()
+    assert (tmp_path / "vis" / "report" / "index.html").exists()
+    assert main(["visualize", str(tmp_path / "missing.json"), "--out", str(tmp_path / "x")]) == 2
+    assert "does not exist" in capsys.readouterr().err

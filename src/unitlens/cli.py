@@ -23,10 +23,14 @@ def _build_parser() -> argparse.ArgumentParser:
     from unitlens.commands import data as data_cmd
     from unitlens.commands import report as report_cmd
     from unitlens.commands import reproduce as reproduce_cmd
+    from unitlens.commands import train as train_cmd
+    from unitlens.commands import visualize as visualize_cmd
 
     reproduce_cmd.add_parser(sub)
-    data_cmd.add_parser(sub)
+    train_cmd.add_parser(sub)
+    visualize_cmd.add_parser(sub)
     report_cmd.add_parser(sub)
+    data_cmd.add_parser(sub)
     return parser
 
 

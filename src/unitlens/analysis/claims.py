@@ -133,7 +133,8 @@ def _methods_claim(summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
         if r2 is None:
             continue
         lc2 = r2["lc_vs_am"]["median"]
-        verdicts.append(LC_RANGE[0] <= lc2 <= LC_RANGE[1])
+        if name.startswith("mnist"):  # the range was measured on digits; patches are reported only
+            verdicts.append(LC_RANGE[0] <= lc2 <= LC_RANGE[1])
         text = f"{name}: LC vs AM r = {lc2:.2f} at layer 2"
         if r3 is not None:
             text += f", {r3['lc_vs_am']['median']:.2f} at layer 3"
@@ -148,7 +149,8 @@ def _methods_claim(summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
         claim,
         "; ".join(parts),
         all(verdicts),
-        f"holds when the median layer-2 correlation lies in {LC_RANGE} (the prototype measured 0.66 to 0.70)",
+        f"holds when the median layer-2 correlation of the MNIST stacks lies in {LC_RANGE} (the prototype "
+        "measured 0.66 to 0.70); the patch stacks are reported for comparison",
     )
 
 

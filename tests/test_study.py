@@ -1,0 +1,59 @@
+import json
+
+import pytest
+import torch
+
+from unitlens.data.dataset import Dataset, dataset_norm
+from unitlens.errors import UnitlensError
+from unitlens.models.dbn import DBN
+from unitlens.models.sdae import SDAE
+from unitlens.study import StudyConfig, study_stack
+
+CONFIG = StudyConfig(
+    units=5, restarts=3, max_steps=60, burn_in=5, n_samples=2, every=3, lc_k=4, n_exemplars=2
+)
+
+
+def _data() -> Dataset:
+    x = torch.rand(60, 16, generator=torch.Generator().manual_seed(0))
+    return Dataset(x[:50], None, x[50:], None, (4, 4), dataset_norm(x[:50]), "test")
+
+
+def _stack(kind: str) -> DBN | SDAE:
+    g = torch.Generator().manual_seed(1)
+    stack = DBN.build([16, 8, 6], generator=g) if kind == "dbn" else SDAE.build([16, 8, 6], generator=g)
+    with torch.no_grad():
+        for p in stack.parameters():
+            p.normal_(0, 0.5, generator=g)
+    return stack
+
+
+@pytest.mark.parametrize("kind", ["dbn", "sdae"])
+def test_every_method_and_analysis_per_layer(kind: str) -> None:
+    data = _data()
+    studies = study_stack(_stack(kind), data, CONFIG, torch.Generator().manual_seed(2))
+    assert [s.layer for s in studies] == [1, 2]
+    first, second = studies
+    assert first.am.x.shape == (5, 3, 16) and second.am.x.shape == (5, 3, 16)
+    assert first.filters is not None and first.filters.shape == (5, 16)
+    assert first.closed_form_cosine is not None and float(first.closed_form_cosine.min()) > 0.999
+    assert first.control_summary is None and second.control_summary is not None
+    assert second.linear_combination.shape == (5, 16)
+    assert second.exemplars.indices.shape == (5, 2)
+    assert second.selectivity.matrix.shape == (5, 5)
+    if kind == "dbn":
+        assert second.samples is not None and second.samples.samples.shape == (5, 2, 16)
+    else:
+        assert second.samples is None and second.samples_vs_am is None
+    summary = second.summary()
+    json.dumps(summary, allow_nan=True)
+    assert summary["n_units"] == 5 and "control_restarts" in summary
+
+
+def test_mismatched_data_is_refused() -> None:
+    x = torch.rand(10, 9)
+    data = Dataset(x, None, x, None, (3, 3), 1.0, "test")
+    with pytest.raises(UnitlensError, match="16 inputs"):
+        study_stack(_stack("dbn"), data, CONFIG, torch.Generator())
+    with pytest.raises(UnitlensError, match="restarts"):
+        StudyConfig(restarts=1)
