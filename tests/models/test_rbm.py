@@ -4,7 +4,6 @@ samplers against their probabilities, Gibbs sampling against the exact distribut
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -14,14 +13,7 @@ from sklearn.neural_network import BernoulliRBM
 from unitlens.errors import UnitlensError
 from unitlens.models.rbm import RBM, VISIBLE_TYPES
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny matrices: a second BLAS thread only adds hand-off latency (large on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def random_rbm(

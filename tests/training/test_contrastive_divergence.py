@@ -3,8 +3,6 @@ sgd_step; training raises the exact log-likelihood; a resumed run is identical t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from torch import Tensor
@@ -15,14 +13,7 @@ from unitlens.training.contrastive_divergence import CDTrainer
 from unitlens.training.likelihood import log_likelihood, log_partition_exact
 from unitlens.training.sgd import SGDConfig, sgd_step
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny matrices: a second BLAS thread only adds hand-off latency (large on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_rbm(visible: str = "bernoulli", n_visible: int = 7, n_hidden: int = 5, seed: int = 0) -> RBM:
