@@ -392,3 +392,29 @@ def test_generic_module_errors() -> None:
         maximize_activation(net, "0", norm=RHO, generator=gen())
     with pytest.raises(UnitlensError, match="valid names"):
         maximize_activation(net, 0, norm=RHO, input_shape=(4,), generator=gen())
+
+
+def test_step_size_chosen_on_the_first_units_then_applied_to_all() -> None:
+    g = torch.Generator().manual_seed(3)
+    dbn = DBN.build([16, 10, 8], generator=g)
+    with torch.no_grad():
+        for p in dbn.parameters():
+            p.normal_(0, 0.7, generator=g)
+    kwargs = {"restarts": 3, "norm": 3.0, "max_steps": 80}
+    subset = maximize_activation(dbn, 2, range(3), generator=torch.Generator().manual_seed(0), **kwargs)
+    full = maximize_activation(
+        dbn, 2, range(8), lr_selection_units=3, generator=torch.Generator().manual_seed(0), **kwargs
+    )
+    fixed = maximize_activation(
+        dbn,
+        2,
+        range(8),
+        learning_rate=full.learning_rate,
+        generator=torch.Generator().manual_seed(0),
+        **kwargs,
+    )
+    # The median gradient norm is taken over every requested unit, so compare the chosen constant c.
+    assert torch.allclose(full.x, fixed.x) and torch.equal(full.steps, fixed.steps)
+    assert full.x.shape == (8, 3, 16) and subset.x.shape == (3, 3, 16)
+    with pytest.raises(UnitlensError, match="lr_selection_units"):
+        maximize_activation(dbn, 2, range(3), lr_selection_units=0, generator=g, **kwargs)
