@@ -85,3 +85,11 @@ def test_resuming_with_other_settings_is_refused(tmp_path: Path) -> None:
         pretrain(_stack(), Interrupting(data.x_train, 60), data, CONFIG, seed=3, folder=tmp_path, name="dbn")
     with pytest.raises(UnitlensError, match="different seed"):
         pretrain(_stack(), Interrupting(data.x_train, 10), data, CONFIG, seed=4, folder=tmp_path, name="dbn")
+
+
+def test_a_checkpoint_of_another_architecture_is_refused(tmp_path: Path) -> None:
+    data = _data()
+    pretrain(_stack(), Interrupting(data.x_train, 10**9), data, CONFIG, seed=3, folder=tmp_path, name="dbn")
+    wider = DBN.build([16, 9, 4], generator=torch.Generator().manual_seed(0))
+    with pytest.raises(UnitlensError, match="another architecture"):
+        pretrain(wider, Interrupting(data.x_train, 10), data, CONFIG, seed=3, folder=tmp_path, name="dbn")

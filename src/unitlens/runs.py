@@ -99,16 +99,17 @@ def pretrain(
     folder = Path(folder)
     final, resume, log = folder / name, folder / f"{name}-resume", folder / f"{name}-log.jsonl"
     training = {"training_config": config_dict(config), "seed": seed, "data": data_meta(data)}
+    architecture = stack.config()
     if paths_for(final)[1].exists():
         loaded, ckpt = load_model(final, kind=stack.kind)
-        _check_same(ckpt.meta, training, paths_for(final)[1])
+        _check_same(ckpt.meta, training, architecture, paths_for(final)[1])
         assert isinstance(loaded, LayerStack)
         return loaded, list(ckpt.meta.get("history", []))
 
     state: LayerwiseState | None = None
     if paths_for(resume)[1].exists():
         loaded, ckpt = load_model(resume, kind=stack.kind)
-        _check_same(ckpt.meta, training, paths_for(resume)[1])
+        _check_same(ckpt.meta, training, architecture, paths_for(resume)[1])
         stack.load_state_dict(loaded.state_dict())
         m = ckpt.meta["state"]
         state = LayerwiseState(
@@ -138,7 +139,14 @@ def pretrain(
     return stack, final_state.history
 
 
-def _check_same(meta: dict[str, Any], training: dict[str, Any], path: Path) -> None:
+def _check_same(
+    meta: dict[str, Any], training: dict[str, Any], architecture: dict[str, Any], path: Path
+) -> None:
+    if meta.get("model_config") != json.loads(json.dumps(architecture)):
+        raise UnitlensError(
+            f"{path} holds a model of another architecture than this run asks for; use another output "
+            "folder, or delete the checkpoint to start afresh"
+        )
     for key in ("training_config", "seed"):
         if meta.get(key) != training[key]:
             raise UnitlensError(
