@@ -16,6 +16,7 @@ TINY = [
     "mnist.examples_per_layer=1000",
     "patches.hidden=12,10,8",
     "patches.examples_per_layer=1000",
+    "patches.first_layer_examples=1000",
     "patches.n_train=2000",
     "patches.n_test=500",
     "study.mnist_units=6",

@@ -37,7 +37,7 @@ from unitlens.data.patches import load_patches
 from unitlens.data.stream import BatchSource, ShuffledBatches
 from unitlens.errors import UnitlensError
 from unitlens.models.classifier import StackClassifier
-from unitlens.models.dae import default_corruption, default_decoder
+from unitlens.models.dae import Corruption, default_corruption, default_decoder
 from unitlens.models.dbn import DBN
 from unitlens.models.sdae import SDAE
 from unitlens.models.stack import LayerStack
@@ -65,12 +65,12 @@ def load_datasets(config: ReproduceConfig) -> dict[str, Dataset]:
     data = {
         "mnist": load_mnist(config.mnist.data_dir or None),
         "patches": load_patches(
-            p.photos or None, size=p.size, n_train=p.n_train, n_test=p.n_test, seed=config.seed
+            p.photos or None, size=p.size, n_train=p.n_train, n_test=p.n_test, seed=config.seed, f0=p.f0
         ),
     }
     if config.patches20:
         data["patches20"] = load_patches(
-            p.photos or None, size=20, n_train=p.n_train, n_test=p.n_test, seed=config.seed
+            p.photos or None, size=20, n_train=p.n_train, n_test=p.n_test, seed=config.seed, f0=p.f0
         )
     return data
 
@@ -80,7 +80,12 @@ def build(model: str, data: Dataset, settings: StackSettings, generator: torch.G
     sizes = [data.n_inputs, *settings.hidden]
     if model == "dbn":
         return DBN.build(sizes, "bernoulli" if data.kind == "binary" else "gaussian", generator=generator)
-    return SDAE.build(sizes, default_decoder(data.kind), default_corruption(data.kind), generator=generator)
+    corruption = (
+        Corruption(settings.corruption, settings.corruption_level, settings.salt, settings.pepper)
+        if settings.corruption
+        else default_corruption(data.kind)
+    )
+    return SDAE.build(sizes, default_decoder(data.kind), corruption, generator=generator)
 
 
 def training_config(model: str, settings: StackSettings) -> LayerwiseConfig:
@@ -98,9 +103,12 @@ def training_config(model: str, settings: StackSettings) -> LayerwiseConfig:
 
     return LayerwiseConfig(
         examples_per_layer=n,
+        first_layer_examples=settings.first_layer_examples,
         sgd=(sgd(first), sgd(upper)),
         eval_every=max(n // 5, settings.batch_size),
         checkpoint_every=max(n // 4, settings.batch_size),
+        sparsity_cost=settings.dbn_sparsity_cost if model == "dbn" else 0.0,
+        sparsity_target=settings.dbn_sparsity_target,
     )
 
 

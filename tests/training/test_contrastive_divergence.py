@@ -235,3 +235,24 @@ def test_bad_arguments_and_states_are_rejected() -> None:
     pcd.step(batches("bernoulli", 1, 4)[0], torch.Generator().manual_seed(0))
     with pytest.raises(UnitlensError, match="persistent"):
         trainer.load_state_dict(pcd.state_dict())
+
+
+def test_sparsity_penalty_pulls_mean_activations_to_the_target() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(400, 20, generator=g) < 0.5).float()
+    means = {}
+    for cost in (0.0, 2.0):
+        rbm = RBM(20, 30, generator=torch.Generator().manual_seed(1))
+        trainer = CDTrainer(
+            rbm,
+            SGDConfig(learning_rate=0.05, momentum_warmup_examples=0),
+            40_000,
+            sparsity_cost=cost,
+            sparsity_target=0.05,
+        )
+        for i in range(400):
+            trainer.step(x[(i % 20) * 20 : (i % 20) * 20 + 20], g)
+        means[cost] = float(rbm.hidden_probs(x).mean())
+    assert means[2.0] < 0.12 < means[0.0]
+    with pytest.raises(UnitlensError, match="sparsity"):
+        CDTrainer(RBM(4, 3), SGDConfig(), 10, sparsity_target=1.5)

@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"{section}.hidden={args.hidden}")
     if args.examples:
         overrides.append(f"{section}.examples_per_layer={args.examples}")
+        overrides.append(f"{section}.first_layer_examples={args.examples}")
     if args.data_dir:
         overrides.append(f"mnist.data_dir={args.data_dir}")
     if args.photos:

@@ -42,14 +42,32 @@ class CDTrainer:
         k: Gibbs steps in the negative phase (the paper's period used k = 1).
         persistent: keep the negative chain across updates (PCD). The chains are initialised from the hidden
             sample of the first batch; their number stays that batch's size.
+        sparsity_cost: beta of a sparsity penalty beta * KL(target || q_j) on each hidden unit's mean
+            activation q_j over the batch (Lee, Ekanadham & Ng 2008); 0 turns it off. On whitened patches it
+            turns a Gaussian RBM's noisy filters into localized, oriented ones.
+        sparsity_target: the target mean activation rho of that penalty.
 
     Attributes:
         examples_seen: training examples consumed so far; drives the schedule and the momentum warm-up.
     """
 
     def __init__(
-        self, rbm: RBM, sgd: SGDConfig, total_examples: int, *, k: int = 1, persistent: bool = False
+        self,
+        rbm: RBM,
+        sgd: SGDConfig,
+        total_examples: int,
+        *,
+        k: int = 1,
+        persistent: bool = False,
+        sparsity_cost: float = 0.0,
+        sparsity_target: float = 0.05,
     ) -> None:
+        if sparsity_cost < 0 or not 0 < sparsity_target < 1:
+            raise UnitlensError(
+                "sparsity_cost must be >= 0 and sparsity_target in (0, 1), "
+                f"got {sparsity_cost}, {sparsity_target}"
+            )
+        self.sparsity_cost, self.sparsity_target = sparsity_cost, sparsity_target
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise UnitlensError(f"CD k (Gibbs steps) must be an integer >= 1, got {k!r}")
         if total_examples < 1:
@@ -164,8 +182,23 @@ class CDTrainer:
         torch.mv(vis.t(), self._vis_weights, out=self._vis_grad)
         sgd_step(b, self._hid_grad, self.hidden_bias_velocity, lr, momentum)
         sgd_step(c, self._vis_grad, self.visible_bias_velocity, lr, momentum)
+        if self.sparsity_cost:
+            self._sparsity_step(v0, h_pos, lr)
         self.examples_seen += batch
         return error
+
+    def _sparsity_step(self, v0: Tensor, h_pos: Tensor, lr: float) -> None:
+        """A plain gradient step (no momentum) down beta * sum_j KL(rho || q_j), q_j the batch mean of h_j.
+
+        -d/dq KL(rho || q) = rho / q - (1 - rho) / (1 - q); through q_j = mean_n sigmoid(a_nj) this gives
+        s_nj = h_nj (1 - h_nj) g_j / B per example, hence db = sum_n s_n and dW = s^T v0.
+        """
+        rho = self.sparsity_target
+        q = h_pos.mean(dim=0).clamp_(1e-4, 1 - 1e-4)
+        g = (rho / q - (1 - rho) / (1 - q)).mul_(self.sparsity_cost / h_pos.shape[0])
+        s = h_pos * (1 - h_pos) * g
+        self.rbm.weight.addmm_(s.t(), v0, alpha=lr)
+        self.rbm.hidden_bias.add_(s.sum(dim=0), alpha=lr)
 
     # ------------------------------------------------------------------ resume
 

@@ -44,6 +44,9 @@ class LayerwiseConfig:
         ais_chains, ais_betas: an AIS estimate of the held-out log-likelihood at the end of every
             Bernoulli-visible RBM layer (Salakhutdinov & Murray 2008); ``ais_betas=0`` skips it.
         init_batches: batches averaged to set each layer's visible bias from its input mean.
+        first_layer_examples: layer 1's training length when it differs (0: ``examples_per_layer``); the
+            first layer's filters on patches need far longer training than the upper layers.
+        sparsity_cost, sparsity_target: the RBM layers' sparsity penalty (see ``CDTrainer``); 0 is off.
     """
 
     examples_per_layer: int
@@ -56,6 +59,9 @@ class LayerwiseConfig:
     ais_chains: int = 100
     ais_betas: int = 0
     init_batches: int = 10
+    first_layer_examples: int = 0
+    sparsity_cost: float = 0.0
+    sparsity_target: float = 0.05
 
     def __post_init__(self) -> None:
         if self.examples_per_layer < 1 or self.eval_every < 1 or self.monitor_examples < 1:
@@ -64,8 +70,18 @@ class LayerwiseConfig:
             raise UnitlensError(f"cd_k must be >= 1, got {self.cd_k}")
         if not self.sgd:
             raise UnitlensError("sgd must hold at least one SGDConfig")
+        if self.first_layer_examples < 0 or self.sparsity_cost < 0 or not 0 < self.sparsity_target < 1:
+            raise UnitlensError(
+                "first_layer_examples and sparsity_cost must be >= 0, sparsity_target in (0, 1)"
+            )
         if self.checkpoint_every < 0 or self.ais_betas < 0 or self.ais_chains < 1 or self.init_batches < 1:
             raise UnitlensError("checkpoint_every and ais_betas must be >= 0; ais_chains, init_batches >= 1")
+
+    def examples_for(self, layer: int) -> int:
+        """The training length of ``layer`` (1-based), in examples."""
+        return (
+            self.first_layer_examples if layer == 1 and self.first_layer_examples else self.examples_per_layer
+        )
 
     def sgd_for(self, layer: int) -> SGDConfig:
         """The SGD settings of ``layer`` (1-based)."""
@@ -105,7 +121,15 @@ def make_trainer(
 ) -> Trainer:
     """The trainer for one layer: CD for an RBM, the denoising criterion for a DAE."""
     if isinstance(layer, RBM):
-        return CDTrainer(layer, sgd, total_examples, k=config.cd_k, persistent=config.persistent)
+        return CDTrainer(
+            layer,
+            sgd,
+            total_examples,
+            k=config.cd_k,
+            persistent=config.persistent,
+            sparsity_cost=config.sparsity_cost,
+            sparsity_target=config.sparsity_target,
+        )
     if isinstance(layer, DAE):
         return DenoisingTrainer(layer, sgd, total_examples)
     raise UnitlensError(f"no greedy trainer for a layer of type {type(layer).__name__}")
@@ -189,7 +213,7 @@ def _train_layer(
 ) -> None:
     k = state.layer
     layer = stack.layers[k - 1]
-    total = config.examples_per_layer
+    total = config.examples_for(k)
     trainer = make_trainer(layer, config.sgd_for(k), total, config)
 
     def layer_input(x: Tensor) -> Tensor:
