@@ -252,7 +252,7 @@ def test_sparsity_penalty_pulls_mean_activations_to_the_target() -> None:
         )
         for i in range(400):
             trainer.step(x[(i % 20) * 20 : (i % 20) * 20 + 20], g)
-        means[cost] = float(rbm.hidden_probs(x).mean())
+        means[cost] = float(rbm.hidden_probs(x).detach().mean())
     assert means[2.0] < 0.12 < means[0.0]
     with pytest.raises(UnitlensError, match="sparsity"):
         CDTrainer(RBM(4, 3), SGDConfig(), 10, sparsity_target=1.5)
