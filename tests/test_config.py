@@ -43,3 +43,16 @@ def test_toml_round_trip_and_bad_files(tmp_path: Path) -> None:
     write_text(tmp_path / "unknown.toml", "[mnist]\nwidth = 3\n")
     with pytest.raises(UnitlensError, match=r"unknown\.toml.mnist: unknown setting 'width'"):
         load_toml(tmp_path / "unknown.toml")
+
+
+def test_stack_settings_reach_the_training_config() -> None:
+    from unitlens.reproduce import training_config
+
+    c = apply_overrides(preset("quick"), ["mnist.dbn_weight_decay=0.001", "mnist.dbn_sparsity_cost=1"])
+    dbn = training_config("dbn", c.mnist)
+    sdae = training_config("sdae", c.mnist)
+    assert dbn.sgd_for(1).weight_decay == 0.001 and dbn.sparsity_cost == 1.0
+    assert sdae.sgd_for(1).weight_decay == 0.0 and sdae.sparsity_cost == 0.0
+    patches = training_config("dbn", c.patches)
+    assert patches.examples_for(1) == 800_000 and patches.examples_for(2) == 200_000
+    assert patches.sgd_for(1).learning_rate == 0.02 and patches.sgd_for(2).learning_rate == 0.05

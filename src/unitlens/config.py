@@ -30,6 +30,9 @@ class StackSettings:
         batch_size: examples per step.
         first_layer_examples: layer 1's training length when it differs (0: ``examples_per_layer``).
         dbn_sparsity_cost, dbn_sparsity_target: the DBN's RBM sparsity penalty (0: off).
+        dbn_weight_decay: L2 weight decay of the DBN's RBMs. On MNIST, weight decay 0.001 with a sparsity
+            target of 0.1 (cost 1) cut the dot-like layer-2 optima from 67% to 17% and fine-tuning error
+            from 4.1% to 3.3%, but lowered layer-2 restart agreement to 0.91: not the quick default yet.
         corruption, corruption_level, salt, pepper: the SDAE's first-layer corruption ("" : the data's
             default, salt-and-pepper 25% to 0/1 for digits).
     """
@@ -44,6 +47,7 @@ class StackSettings:
     first_layer_examples: int = 0
     dbn_sparsity_cost: float = 0.0
     dbn_sparsity_target: float = 0.05
+    dbn_weight_decay: float = 0.0
     corruption: str = ""
     corruption_level: float = 0.25
     salt: float = 1.0

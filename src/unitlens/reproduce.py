@@ -98,8 +98,15 @@ def training_config(model: str, settings: StackSettings) -> LayerwiseConfig:
     )
     warmup = n // 10
 
+    decay = settings.dbn_weight_decay if model == "dbn" else 0.0
+
     def sgd(rate: float) -> SGDConfig:
-        return SGDConfig(learning_rate=rate, batch_size=settings.batch_size, momentum_warmup_examples=warmup)
+        return SGDConfig(
+            learning_rate=rate,
+            batch_size=settings.batch_size,
+            momentum_warmup_examples=warmup,
+            weight_decay=decay,
+        )
 
     return LayerwiseConfig(
         examples_per_layer=n,
