@@ -32,7 +32,7 @@ def main() -> None:
     for kind in ("dbn", "sdae"):
         recipe = mnist_recipe(kind, (args.hidden,) * 3, args.examples)
         generator = torch.Generator().manual_seed(args.seed)
-        stack = build_stack(recipe, 784, data.kind, generator)
+        stack = build_stack(recipe, data, generator)
         source = ElasticStream(
             data.x_train, data.y_train, data.image_shape, 100, torch.Generator().manual_seed(args.seed)
         )

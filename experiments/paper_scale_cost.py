@@ -35,7 +35,7 @@ def main() -> None:
         for layer, examples in ((1, args.full_layer_examples), (2, args.probe), (3, args.probe)):
             recipe = mnist_recipe(kind, (1000, 1000, 1000), examples)
             generator = torch.Generator().manual_seed(0)
-            stack = build_stack(recipe, 784, data.kind, generator)
+            stack = build_stack(recipe, data, generator)
             source = ElasticStream(
                 data.x_train, data.y_train, data.image_shape, 100, torch.Generator().manual_seed(0)
             )

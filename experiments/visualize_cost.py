@@ -31,7 +31,7 @@ def main() -> None:
     data = load_mnist()
     recipe = mnist_recipe("dbn", (1000, 1000, 1000), args.examples)
     generator = torch.Generator().manual_seed(0)
-    dbn = build_stack(recipe, 784, data.kind, generator)
+    dbn = build_stack(recipe, data, generator)
     source = ElasticStream(
         data.x_train, data.y_train, data.image_shape, 100, torch.Generator().manual_seed(0)
     )

@@ -20,7 +20,7 @@ def test_pretrained_stacks_beat_random_initialisation_after_finetuning() -> None
     for kind in ("dbn", "sdae"):
         recipe = mnist_recipe(kind, (500, 500, 500), 100_000)
         generator = torch.Generator().manual_seed(0)
-        stack = build_stack(recipe, 784, data.kind, generator)
+        stack = build_stack(recipe, data, generator)
         source = ElasticStream(
             data.x_train, data.y_train, data.image_shape, 100, torch.Generator().manual_seed(0)
         )
