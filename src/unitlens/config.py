@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from unitlens.errors import UnitlensError
+from unitlens.study import StudyConfig
 
 PRESETS = ("quick", "paper")
 
@@ -91,19 +92,20 @@ class PatchSettings(StackSettings):
 
 @dataclass(frozen=True)
 class StudySettings:
-    """The visualization and analysis of each stack (see ``unitlens.study.StudyConfig``)."""
+    """The visualization and analysis of each stack: ``unitlens.study.StudyConfig``'s settings (and its
+    defaults), with the number of units studied set per data set (the paper shows 36 and 144)."""
 
     mnist_units: int = 36
     patch_units: int = 144
-    restarts: int = 9
-    max_steps: int = 1000
-    tol: float = 1e-5
-    burn_in: int = 1000
-    n_samples: int = 18
-    every: int = 100
-    lc_k: int = 100
-    n_exemplars: int = 9
-    control: bool = True
+    restarts: int = StudyConfig.restarts
+    max_steps: int = StudyConfig.max_steps
+    tol: float = StudyConfig.tol
+    burn_in: int = StudyConfig.burn_in
+    n_samples: int = StudyConfig.n_samples
+    every: int = StudyConfig.every
+    lc_k: int = StudyConfig.lc_k
+    n_exemplars: int = StudyConfig.n_exemplars
+    control: bool = StudyConfig.control
 
 
 @dataclass(frozen=True)

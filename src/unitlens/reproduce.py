@@ -15,6 +15,7 @@ Every file is written atomically, so a killed run never leaves a half-written fi
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import json
 import logging
@@ -129,20 +130,11 @@ def source_for(dataset: str, data: Dataset, config: ReproduceConfig, seed: int) 
 
 
 def study_config(dataset: str, config: ReproduceConfig) -> StudyConfig:
+    """The study of ``dataset``'s stacks: every StudySettings field StudyConfig shares, and the unit count."""
     s = config.study
-    return StudyConfig(
-        units=s.mnist_units if dataset == "mnist" else s.patch_units,
-        restarts=s.restarts,
-        max_steps=s.max_steps,
-        tol=s.tol,
-        burn_in=s.burn_in,
-        n_samples=s.n_samples,
-        every=s.every,
-        lc_k=s.lc_k,
-        n_exemplars=s.n_exemplars,
-        control=s.control,
-        selectivity_units=36,
-    )
+    shared = {f.name for f in dataclasses.fields(StudyConfig)} & {f.name for f in dataclasses.fields(s)}
+    units = s.mnist_units if dataset == "mnist" else s.patch_units
+    return StudyConfig(units=units, **{name: getattr(s, name) for name in shared})
 
 
 class Run:

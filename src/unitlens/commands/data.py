@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from unitlens.atomic import write_text
 from unitlens.data.dataset import Dataset, dataset_norm
 from unitlens.data.elastic import ElasticConfig, ElasticStream
 from unitlens.data.mnist import load_mnist
@@ -117,8 +118,6 @@ def run(args: argparse.Namespace) -> int:
         path = save_png(out / filename, tile_images(images, shape, grid=(10, 10)), scale=scale)
         print(f"wrote {path}")
     summary_path = out / "summary.json"
-    from unitlens.atomic import write_text
-
     write_text(summary_path, json.dumps(rows, indent=2) + "\n")
     print(f"wrote {summary_path}")
     return 0

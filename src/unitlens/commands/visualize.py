@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from unitlens.atomic import write_text
 from unitlens.errors import UnitlensError
 
 
@@ -62,8 +63,6 @@ def run(args: argparse.Namespace) -> int:
     studies = study_stack(model, data, config, torch.Generator().manual_seed(args.seed))
     results = args.out / "results"
     save_arrays(results / f"{name}.npz", study_arrays(studies, data))
-    from unitlens.atomic import write_text
-
     write_text(
         results / f"{name}.json", json.dumps({"layers": [s.summary() for s in studies]}, indent=1) + "\n"
     )
