@@ -116,7 +116,7 @@ def training_config(model: str, settings: StackSettings) -> LayerwiseConfig:
         eval_every=max(n // 5, settings.batch_size),
         checkpoint_every=max(n // 4, settings.batch_size),
         sparsity_cost=settings.dbn_sparsity_cost if model == "dbn" else 0.0,
-        sparsity_target=settings.dbn_sparsity_target,
+        sparsity_target=(settings.dbn_sparsity_target, settings.dbn_upper_sparsity_target),
     )
 
 
@@ -330,7 +330,11 @@ def _finetune_stage(run: Run, stacks: dict[str, LayerStack], data: Dataset) -> N
     config = run.config
     ft = config.finetune
     ft_config = FinetuneConfig(
-        examples=ft.examples, learning_rate=ft.learning_rate, batch_size=ft.batch_size, eval_every=ft.examples
+        examples=ft.examples,
+        learning_rate=ft.learning_rate,
+        hidden_learning_rate=ft.hidden_learning_rate,
+        batch_size=ft.batch_size,
+        eval_every=ft.examples,
     )
     assert data.y_train is not None and data.y_test is not None
     errors: dict[str, float] = {}
@@ -364,13 +368,14 @@ def _finetune_stage(run: Run, stacks: dict[str, LayerStack], data: Dataset) -> N
     rand = StackClassifier.random(
         stacks["mnist-dbn"].layer_sizes, 10, generator=torch.Generator().manual_seed(config.seed)
     )
+    # The random baseline has no features to keep: every layer learns at the output layer's rate.
     errors["random"] = finetune(
         rand,
         data.x_train,
         data.y_train,
         data.x_test,
         data.y_test,
-        ft_config,
+        dataclasses.replace(ft_config, hidden_learning_rate=None),
         torch.Generator().manual_seed(1),
     ).test_error
     write_text(

@@ -123,3 +123,27 @@ def test_config_is_validated() -> None:
         examples_per_layer=10, sgd=(SGDConfig(learning_rate=1.0), SGDConfig(learning_rate=2.0))
     )
     assert [c.sgd_for(k).learning_rate for k in (1, 2, 3)] == [1.0, 2.0, 2.0]
+
+
+def test_sparsity_target_is_set_per_layer() -> None:
+    """Layer 1 held to a low target and layer 2 to a high one end with mean activations in that order."""
+    config = LayerwiseConfig(
+        examples_per_layer=4_000,
+        sgd=(SGDConfig(learning_rate=0.05, batch_size=20),),
+        eval_every=4_000,
+        monitor_examples=200,
+        init_batches=2,
+        sparsity_cost=5.0,
+        sparsity_target=(0.05, 0.6),
+    )
+    assert [config.sparsity_target_for(k) for k in (1, 2, 3)] == [0.05, 0.6, 0.6]
+    stack = make("dbn")
+    train_layerwise(stack, _source(), prototypes_data(200, 1), config, torch.Generator().manual_seed(2))
+    x = prototypes_data(400, 2)
+    with torch.no_grad():
+        q1, q2 = float(stack.up_pass(x, 1).mean()), float(stack.up_pass(x, 2).mean())
+    assert abs(q1 - 0.05) < 0.05 and abs(q2 - 0.6) < 0.15
+    with pytest.raises(UnitlensError, match="sparsity_target"):
+        LayerwiseConfig(examples_per_layer=10, sparsity_target=())
+    with pytest.raises(UnitlensError, match="sparsity_target"):
+        LayerwiseConfig(examples_per_layer=10, sparsity_target=(0.1, 1.0))

@@ -21,7 +21,11 @@ class FinetuneConfig:
 
     Attributes:
         examples: training examples seen in all (epochs x training-set size for a fixed set).
-        learning_rate: SGD step size on the batch-mean cross-entropy.
+        learning_rate: SGD step size on the batch-mean cross-entropy (the new output layer's, and the
+            hidden layers' unless ``hidden_learning_rate`` is set).
+        hidden_learning_rate: the step size of the pre-trained hidden layers (None: ``learning_rate``). A
+            smaller one keeps the features close to what pre-training found while the randomly started
+            output layer learns fast; see ``config.FinetuneSettings`` for what it changed on MNIST.
         momentum: SGD momentum.
         batch_size: examples per step (small batches generalise better on 4,000 digits).
         weight_decay: L2 penalty on all parameters.
@@ -33,6 +37,7 @@ class FinetuneConfig:
 
     examples: int = 20_000
     learning_rate: float = 0.1
+    hidden_learning_rate: float | None = None
     momentum: float = 0.9
     batch_size: int = 20
     weight_decay: float = 0.0
@@ -44,8 +49,12 @@ class FinetuneConfig:
             raise UnitlensError(f"schedule must be 'linear' or 'constant', got {self.schedule!r}")
         if self.examples < 1 or self.batch_size < 1 or self.eval_every < 1:
             raise UnitlensError("examples, batch_size and eval_every must be >= 1")
-        if not self.learning_rate > 0 or not 0 <= self.momentum < 1 or self.weight_decay < 0:
-            raise UnitlensError("learning_rate must be > 0, momentum in [0, 1), weight_decay >= 0")
+        hidden = self.learning_rate if self.hidden_learning_rate is None else self.hidden_learning_rate
+        rates_ok = self.learning_rate > 0 and hidden > 0
+        if not rates_ok or not 0 <= self.momentum < 1 or self.weight_decay < 0:
+            raise UnitlensError(
+                "learning_rate and hidden_learning_rate must be > 0, momentum in [0, 1), weight_decay >= 0"
+            )
 
 
 @dataclass
@@ -91,9 +100,13 @@ def finetune(
     if y_train.dtype != torch.int64 or y_test.dtype != torch.int64:
         raise UnitlensError("fine-tuning needs int64 class labels")
     batches: BatchSource = source or ShuffledBatches(x_train, y_train, config.batch_size, generator)
+    hidden_rate = config.learning_rate if config.hidden_learning_rate is None else config.hidden_learning_rate
+    rates = (hidden_rate, config.learning_rate)
     optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=config.learning_rate,
+        [
+            {"params": list(model.hidden.parameters()), "lr": hidden_rate},
+            {"params": list(model.output.parameters()), "lr": config.learning_rate},
+        ],
         momentum=config.momentum,
         weight_decay=config.weight_decay,
     )
@@ -111,8 +124,8 @@ def finetune(
         optimizer.step()
         seen += x.shape[0]
         if config.schedule == "linear":
-            for group in optimizer.param_groups:
-                group["lr"] = config.learning_rate * max(0.0, 1.0 - seen / config.examples)
+            for group, rate in zip(optimizer.param_groups, rates, strict=True):
+                group["lr"] = rate * max(0.0, 1.0 - seen / config.examples)
         running += float(loss.detach()) * x.shape[0]
         count += x.shape[0]
         progress.update(x.shape[0])
