@@ -22,7 +22,9 @@ def test_claims_hold_or_fail_against_the_floors() -> None:
     good = {"layers": [_layer(1, 1.0, 1.0), _layer(2, 0.99, 0.97), _layer(3, 0.98, 0.95)]}
     bad = {"layers": [_layer(1, 1.0, 1.0), _layer(2, 0.99, 0.97, capped=2), _layer(3, 0.90, 0.5, lc=0.95)]}
     claims = _by_id(
-        measure_claims({"mnist-dbn": good}, {"am_cosine": {"dbn L2": 0.995}, "errors": {"dbn": 0.04}})
+        measure_claims(
+            {"mnist-dbn": good}, {"am_cosine": {"dbn L2": 0.996}, "errors": {"dbn": 0.04, "random": 0.08}}
+        )
     )
     assert claims["1"]["holds"] is True
     assert claims["2.2"]["holds"] is True and claims["2.3"]["holds"] is True
@@ -44,3 +46,13 @@ def test_patch_size_claim_compares_12_and_20_pixel_patches() -> None:
     assert claims["6"]["holds"] is True
     claims = _by_id(measure_claims({"patches-sdae": large, "patches20-sdae": small}))
     assert claims["6"]["holds"] is False
+
+
+def test_finetune_claim_needs_both_kept_images_and_a_useful_finetuning() -> None:
+    def claim7(cosine: float, errors: dict[str, float]) -> object:
+        return _by_id(measure_claims({}, {"am_cosine": {"dbn L2": cosine}, "errors": errors}))["7"]["holds"]
+
+    assert claim7(0.999, {"dbn": 0.04, "random": 0.08}) is True
+    assert claim7(0.99, {"dbn": 0.04, "random": 0.08}) is False  # below the 0.995 floor
+    assert claim7(0.999, {"dbn": 0.09, "random": 0.08}) is False  # images kept, but fine-tuning did nothing
+    assert claim7(0.999, {"dbn": 0.04}) is False  # no baseline to compare with
