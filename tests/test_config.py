@@ -52,7 +52,12 @@ def test_stack_settings_reach_the_training_config() -> None:
     dbn = training_config("dbn", c.mnist)
     sdae = training_config("sdae", c.mnist)
     assert dbn.sgd_for(1).weight_decay == 0.001 and dbn.sparsity_cost == 1.0
-    assert sdae.sgd_for(1).weight_decay == 0.0 and sdae.sparsity_cost == 0.0
+    assert sdae.sgd_for(1).weight_decay == 0.0 and sdae.sparsity_cost == 1.0
+    assert sdae.sparsity_target_for(3) == 0.1
+    assert training_config("sdae", c.patches).sparsity_cost == 0.0
     patches = training_config("dbn", c.patches)
     assert patches.examples_for(1) == 800_000 and patches.examples_for(2) == 200_000
     assert patches.sgd_for(1).learning_rate == 0.02 and patches.sgd_for(2).learning_rate == 0.05
+    assert patches.sparsity_target_for(1) == 0.02 and patches.sparsity_target_for(3) == 0.1
+    tuned = apply_overrides(c, ["mnist.dbn_upper_sparsity_target=0.2"])
+    assert training_config("dbn", tuned.mnist).sparsity_target == (0.1, 0.2)

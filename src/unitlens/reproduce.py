@@ -115,8 +115,12 @@ def training_config(model: str, settings: StackSettings) -> LayerwiseConfig:
         sgd=(sgd(first), sgd(upper)),
         eval_every=max(n // 5, settings.batch_size),
         checkpoint_every=max(n // 4, settings.batch_size),
-        sparsity_cost=settings.dbn_sparsity_cost if model == "dbn" else 0.0,
-        sparsity_target=(settings.dbn_sparsity_target, settings.dbn_upper_sparsity_target),
+        sparsity_cost=settings.dbn_sparsity_cost if model == "dbn" else settings.sdae_sparsity_cost,
+        sparsity_target=(
+            (settings.dbn_sparsity_target, settings.dbn_upper_sparsity_target)
+            if model == "dbn"
+            else (settings.sdae_sparsity_target,)
+        ),
     )
 
 

@@ -44,6 +44,8 @@ def test_patch_size_claim_compares_12_and_20_pixel_patches() -> None:
     large = {"layers": [_layer(2, 0.95, 0.8), _layer(3, 0.93, 0.7)]}
     claims = _by_id(measure_claims({"patches-sdae": small, "patches20-sdae": large}))
     assert claims["6"]["holds"] is True
+    # 20x20 restarts are expected to disagree: claim 2 lists them without judging them.
+    assert claims["2.2"]["holds"] is True and "patches20-sdae 0.950" in str(claims["2.2"]["detail"])
     claims = _by_id(measure_claims({"patches-sdae": large, "patches20-sdae": small}))
     assert claims["6"]["holds"] is False
 
@@ -56,3 +58,14 @@ def test_finetune_claim_needs_both_kept_images_and_a_useful_finetuning() -> None
     assert claim7(0.99, {"dbn": 0.04, "random": 0.08}) is False  # below the 0.995 floor
     assert claim7(0.999, {"dbn": 0.09, "random": 0.08}) is False  # images kept, but fine-tuning did nothing
     assert claim7(0.999, {"dbn": 0.04}) is False  # no baseline to compare with
+
+
+def test_finetune_floor_is_the_layers_own_restart_agreement_where_lower() -> None:
+    loose = {"layers": [_layer(3, 0.98, 1.0)]}  # restarts of this layer agree at 0.98
+    tight = {"layers": [_layer(3, 0.999, 1.0)]}
+    finetune = {"am_cosine": {"sdae L3": 0.985}, "errors": {"sdae": 0.04, "random": 0.08}}
+    assert _by_id(measure_claims({"mnist-sdae": loose}, finetune))["7"]["holds"] is True
+    assert _by_id(measure_claims({"mnist-sdae": tight}, finetune))["7"]["holds"] is False
+    assert "restarts agree at 0.980" in str(
+        _by_id(measure_claims({"mnist-sdae": loose}, finetune))["7"]["measured"]
+    )

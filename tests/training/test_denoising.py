@@ -209,3 +209,26 @@ def test_bad_arguments_are_rejected() -> None:
         trainer.step(torch.rand(4, 11), gen())
     with pytest.raises(UnitlensError, match=r"\(batch, 12\)"):
         trainer.step(torch.rand(12), gen())
+
+
+@pytest.mark.parametrize(("decoder", "corruption"), CASES)
+def test_sparsity_penalty_follows_the_autograd_gradient(decoder: str, corruption: Corruption) -> None:
+    """The step descends loss + beta * sum_j KL(rho || q_j), q_j the batch mean of h_j on x~."""
+    beta, rho = 0.7, 0.1
+    dae = random_dae(decoder, corruption)
+    reference = copy.deepcopy(dae)
+    x = batch_for(decoder, 9, seed=5)
+    g = gen(6)
+    x_tilde = corrupt(x, corruption, clone_generator(g))
+    q = torch.sigmoid(x_tilde @ reference.weight.t() + reference.hidden_bias).mean(dim=0)
+    kl = (rho * torch.log(rho / q) + (1 - rho) * torch.log((1 - rho) / (1 - q))).sum()
+    objective = reference.loss(x, x_tilde) + beta * kl
+    grads = torch.autograd.grad(objective, [getattr(reference, p) for p in PARAMS])
+
+    sgd = SGDConfig(learning_rate=1.0, momentum=0.0, initial_momentum=0.0)
+    DenoisingTrainer(dae, sgd, total_examples=100, sparsity_cost=beta, sparsity_target=rho).step(x, g)
+    for name, grad in zip(PARAMS, grads, strict=True):
+        delta = getattr(dae, name).detach() - getattr(reference, name).detach()
+        torch.testing.assert_close(delta, -grad, rtol=1e-10, atol=1e-12, msg=name)
+    with pytest.raises(UnitlensError, match="sparsity"):
+        DenoisingTrainer(dae, sgd, total_examples=100, sparsity_target=0.0)

@@ -147,3 +147,14 @@ def test_sparsity_target_is_set_per_layer() -> None:
         LayerwiseConfig(examples_per_layer=10, sparsity_target=())
     with pytest.raises(UnitlensError, match="sparsity_target"):
         LayerwiseConfig(examples_per_layer=10, sparsity_target=(0.1, 1.0))
+
+
+def test_sdae_layers_get_the_sparsity_penalty_too() -> None:
+    from unitlens.training.denoising import DenoisingTrainer
+    from unitlens.training.greedy import make_trainer
+
+    config = LayerwiseConfig(examples_per_layer=100, sparsity_cost=2.0, sparsity_target=(0.1, 0.3))
+    stack = make("sdae")
+    trainers = [make_trainer(stack.layer(k), config.sgd_for(k), 100, config, k) for k in (1, 2)]
+    assert all(isinstance(t, DenoisingTrainer) for t in trainers)
+    assert [(t.sparsity_cost, t.sparsity_target) for t in trainers] == [(2.0, 0.1), (2.0, 0.3)]  # type: ignore[attr-defined]

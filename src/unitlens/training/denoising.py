@@ -7,8 +7,11 @@ weights are shared by encoder and decoder, their gradient has two terms:
 
     dL/dW = h^T delta_o + delta_h^T x~,    dL/db = sum(delta_h),    dL/dc = sum(delta_o)
 
-(batch-averaged). The two weight terms are one matrix product of the stacked (2B, H) [h; delta_h] with the
-stacked (2B, V) [delta_o; x~], accumulated straight into the momentum buffer by ``addmm_``; the buffers are
+(batch-averaged). An optional sparsity penalty beta * sum_j KL(rho || q_j) on the hidden units' batch-mean
+activations q_j adds beta / B * ((1 - rho) / (1 - q_j) - rho / q_j) to every row of delta_o W^T before the
+sigmoid's derivative, so it rides on the same matrix products. The two weight terms are one matrix
+product of the stacked (2B, H) [h; delta_h] with the stacked (2B, V) [delta_o; x~], accumulated straight
+into the momentum buffer by ``addmm_``; the buffers are
 reused across steps. The step is then five matrix products of 2 B V H multiply-adds each, and little else.
 """
 
@@ -32,15 +35,33 @@ class DenoisingTrainer:
         dae: the model, updated in place.
         sgd: learning rate, schedule, momentum and weight decay (on the weights only).
         total_examples: the training budget in examples, which the ``linear`` schedule decays over.
+        sparsity_cost: beta of the sparsity penalty on the hidden units (0: off, the plain DAE). On MNIST
+            it turns the single-pixel and noise filters of a salt-and-pepper DAE into strokes (see
+            ``config.MnistSettings``).
+        sparsity_target: its target mean activation rho.
 
     Attributes:
         examples_seen: examples trained on so far (drives the schedule and the momentum warm-up).
     """
 
-    def __init__(self, dae: DAE, sgd: SGDConfig, total_examples: int) -> None:
+    def __init__(
+        self,
+        dae: DAE,
+        sgd: SGDConfig,
+        total_examples: int,
+        *,
+        sparsity_cost: float = 0.0,
+        sparsity_target: float = 0.05,
+    ) -> None:
         if not isinstance(total_examples, int) or total_examples < 1:
             raise UnitlensError(f"total_examples must be a positive integer, got {total_examples!r}")
+        if sparsity_cost < 0 or not 0 < sparsity_target < 1:
+            raise UnitlensError(
+                "sparsity_cost must be >= 0 and sparsity_target in (0, 1), "
+                f"got {sparsity_cost}, {sparsity_target}"
+            )
         self.dae, self.sgd, self.total_examples = dae, sgd, total_examples
+        self.sparsity_cost, self.sparsity_target = sparsity_cost, sparsity_target
         self.examples_seen = 0
         self.velocities = {name: torch.zeros_like(getattr(dae, name)) for name in _PARAMETERS}
         # Work buffers for one batch size, (2B, H) for [h; delta_h] and (2B, V) for [delta_o; x~].
@@ -96,6 +117,10 @@ class DenoisingTrainer:
             loss = 0.5 * torch.dot(flat_a, flat_a).item() / batch
         delta_o.mul_(1.0 / batch)
         torch.mm(delta_o, W.t(), out=delta_h)
+        if self.sparsity_cost:
+            rho = self.sparsity_target
+            q = h.mean(dim=0).clamp_(1e-4, 1 - 1e-4)
+            delta_h.add_((rho / q - (1 - rho) / (1 - q)).mul_(self.sparsity_cost / batch))
         delta_h.mul_(h).mul_(1.0 - h)
 
         lr = self.sgd.learning_rate_at(self.examples_seen, self.total_examples)

@@ -46,7 +46,8 @@ class LayerwiseConfig:
         init_batches: batches averaged to set each layer's visible bias from its input mean.
         first_layer_examples: layer 1's training length when it differs (0: ``examples_per_layer``); the
             first layer's filters on patches need far longer training than the upper layers.
-        sparsity_cost: the RBM layers' sparsity penalty (see ``CDTrainer``); 0 is off.
+        sparsity_cost: the sparsity penalty on every layer's hidden units (see ``CDTrainer`` and
+            ``DenoisingTrainer``); 0 is off.
         sparsity_target: the target mean activation, one per layer bottom first like ``sgd`` (the last
             serves every layer above). On patches a target of 0.02 gave Gabor-like first-layer filters, but
             upper layers held to it had AM optima that differed between restarts (median agreement 0.73
@@ -141,7 +142,13 @@ def make_trainer(
             sparsity_target=config.sparsity_target_for(index),
         )
     if isinstance(layer, DAE):
-        return DenoisingTrainer(layer, sgd, total_examples)
+        return DenoisingTrainer(
+            layer,
+            sgd,
+            total_examples,
+            sparsity_cost=config.sparsity_cost,
+            sparsity_target=config.sparsity_target_for(index),
+        )
     raise UnitlensError(f"no greedy trainer for a layer of type {type(layer).__name__}")
 
 
