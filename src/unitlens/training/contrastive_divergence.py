@@ -27,7 +27,7 @@ from torch import Tensor
 
 from unitlens.errors import UnitlensError
 from unitlens.models.rbm import RBM
-from unitlens.training.sgd import SGDConfig, sgd_step
+from unitlens.training.sgd import SGDConfig, sgd_step, sparsity_pull
 
 _STATE_KEYS = ("weight_velocity", "hidden_bias_velocity", "visible_bias_velocity", "chain", "examples_seen")
 
@@ -193,10 +193,7 @@ class CDTrainer:
         -d/dq KL(rho || q) = rho / q - (1 - rho) / (1 - q); through q_j = mean_n sigmoid(a_nj) this gives
         s_nj = h_nj (1 - h_nj) g_j / B per example, hence db = sum_n s_n and dW = s^T v0.
         """
-        rho = self.sparsity_target
-        q = h_pos.mean(dim=0).clamp_(1e-4, 1 - 1e-4)
-        g = (rho / q - (1 - rho) / (1 - q)).mul_(self.sparsity_cost / h_pos.shape[0])
-        s = h_pos * (1 - h_pos) * g
+        s = h_pos * (1 - h_pos) * sparsity_pull(h_pos, self.sparsity_target, self.sparsity_cost)
         self.rbm.weight.addmm_(s.t(), v0, alpha=lr)
         self.rbm.hidden_bias.add_(s.sum(dim=0), alpha=lr)
 

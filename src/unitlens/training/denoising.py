@@ -23,7 +23,7 @@ from torch import Tensor
 
 from unitlens.errors import UnitlensError
 from unitlens.models.dae import DAE, corrupt_into
-from unitlens.training.sgd import SGDConfig, sgd_step
+from unitlens.training.sgd import SGDConfig, sgd_step, sparsity_pull
 
 _PARAMETERS = ("weight", "hidden_bias", "visible_bias")
 
@@ -118,9 +118,7 @@ class DenoisingTrainer:
         delta_o.mul_(1.0 / batch)
         torch.mm(delta_o, W.t(), out=delta_h)
         if self.sparsity_cost:
-            rho = self.sparsity_target
-            q = h.mean(dim=0).clamp_(1e-4, 1 - 1e-4)
-            delta_h.add_((rho / q - (1 - rho) / (1 - q)).mul_(self.sparsity_cost / batch))
+            delta_h.add_(sparsity_pull(h, self.sparsity_target, self.sparsity_cost))
         delta_h.mul_(h).mul_(1.0 - h)
 
         lr = self.sgd.learning_rate_at(self.examples_seen, self.total_examples)

@@ -92,3 +92,17 @@ def sgd_step(
     if weight_decay:
         velocity.add_(param, alpha=-weight_decay)
     param.add_(velocity, alpha=learning_rate)
+
+
+def sparsity_pull(h: Tensor, target: float, cost: float) -> Tensor:
+    """Minus the gradient of ``cost * sum_j KL(target || q_j)`` with respect to each unit's mean activation
+    ``q_j = mean_n h_nj``, divided by the batch size: (H,) ``cost / B * (rho / q - (1 - rho) / (1 - q))``.
+
+    Multiplied by ``h (1 - h)`` it is the descent direction on each example's pre-sigmoid activation (Lee,
+    Ekanadham & Ng 2008); RBMs and DAEs both use it.
+
+    Args:
+        h: (B, H) hidden probabilities of the batch.
+    """
+    q = h.mean(dim=0).clamp_(1e-4, 1 - 1e-4)
+    return (target / q - (1 - target) / (1 - q)).mul_(cost / h.shape[0])
