@@ -101,6 +101,10 @@ class PatchSettings(StackSettings):
     nothing), and for the Gaussian RBM a whitening cut-off f0 = 0.2 and a sparsity penalty (target 0.02).
     Upper RBMs held to 0.02 gave AM optima that differed between restarts (median agreement 0.73 at layer 2,
     0.83 at layer 3, 40% of units above 0.9); a target of 0.1 above layer 1 gave 1.000 at both.
+    At the paper's scale, 13-24% of the SDAE's layer-2 units (depending on the seed) have white-noise AM
+    optima whose restarts disagree, likely detectors of the +-2 corruption itself. The MNIST SDAE's sparsity
+    penalty (cost 1, target 0.1) made every unit agree, but it turned the layer-1 filters to noise, so it is
+    off here.
     The SDAE does as well with f0 = 0.4; one f0 serves both stacks here.
     """
 
