@@ -49,12 +49,16 @@ class FinetuneConfig:
             raise UnitlensError(f"schedule must be 'linear' or 'constant', got {self.schedule!r}")
         if self.examples < 1 or self.batch_size < 1 or self.eval_every < 1:
             raise UnitlensError("examples, batch_size and eval_every must be >= 1")
-        hidden = self.learning_rate if self.hidden_learning_rate is None else self.hidden_learning_rate
-        rates_ok = self.learning_rate > 0 and hidden > 0
+        rates_ok = self.learning_rate > 0 and self.hidden_rate > 0
         if not rates_ok or not 0 <= self.momentum < 1 or self.weight_decay < 0:
             raise UnitlensError(
                 "learning_rate and hidden_learning_rate must be > 0, momentum in [0, 1), weight_decay >= 0"
             )
+
+    @property
+    def hidden_rate(self) -> float:
+        """The hidden layers' step size: ``hidden_learning_rate``, or ``learning_rate`` when that is None."""
+        return self.learning_rate if self.hidden_learning_rate is None else self.hidden_learning_rate
 
 
 @dataclass
@@ -100,11 +104,10 @@ def finetune(
     if y_train.dtype != torch.int64 or y_test.dtype != torch.int64:
         raise UnitlensError("fine-tuning needs int64 class labels")
     batches: BatchSource = source or ShuffledBatches(x_train, y_train, config.batch_size, generator)
-    hidden_rate = config.learning_rate if config.hidden_learning_rate is None else config.hidden_learning_rate
-    rates = (hidden_rate, config.learning_rate)
+    rates = (config.hidden_rate, config.learning_rate)
     optimizer = torch.optim.SGD(
         [
-            {"params": list(model.hidden.parameters()), "lr": hidden_rate},
+            {"params": list(model.hidden.parameters()), "lr": config.hidden_rate},
             {"params": list(model.output.parameters()), "lr": config.learning_rate},
         ],
         momentum=config.momentum,
