@@ -27,7 +27,7 @@ from torch import Tensor
 
 from unitlens.errors import UnitlensError
 from unitlens.models.rbm import RBM
-from unitlens.training.sgd import SGDConfig, sgd_step, sparsity_pull
+from unitlens.training.sgd import SGDConfig, check_sparsity, sgd_step, sparsity_pull
 
 _STATE_KEYS = ("weight_velocity", "hidden_bias_velocity", "visible_bias_velocity", "chain", "examples_seen")
 
@@ -62,11 +62,7 @@ class CDTrainer:
         sparsity_cost: float = 0.0,
         sparsity_target: float = 0.05,
     ) -> None:
-        if sparsity_cost < 0 or not 0 < sparsity_target < 1:
-            raise UnitlensError(
-                "sparsity_cost must be >= 0 and sparsity_target in (0, 1), "
-                f"got {sparsity_cost}, {sparsity_target}"
-            )
+        check_sparsity(sparsity_cost, sparsity_target)
         self.sparsity_cost, self.sparsity_target = sparsity_cost, sparsity_target
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise UnitlensError(f"CD k (Gibbs steps) must be an integer >= 1, got {k!r}")

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from unitlens.errors import UnitlensError
 from unitlens.models.dae import DAE, corrupt_into
-from unitlens.training.sgd import SGDConfig, sgd_step, sparsity_pull
+from unitlens.training.sgd import SGDConfig, check_sparsity, sgd_step, sparsity_pull
 
 _PARAMETERS = ("weight", "hidden_bias", "visible_bias")
 
@@ -55,11 +55,7 @@ class DenoisingTrainer:
     ) -> None:
         if not isinstance(total_examples, int) or total_examples < 1:
             raise UnitlensError(f"total_examples must be a positive integer, got {total_examples!r}")
-        if sparsity_cost < 0 or not 0 < sparsity_target < 1:
-            raise UnitlensError(
-                "sparsity_cost must be >= 0 and sparsity_target in (0, 1), "
-                f"got {sparsity_cost}, {sparsity_target}"
-            )
+        check_sparsity(sparsity_cost, sparsity_target)
         self.dae, self.sgd, self.total_examples = dae, sgd, total_examples
         self.sparsity_cost, self.sparsity_target = sparsity_cost, sparsity_target
         self.examples_seen = 0

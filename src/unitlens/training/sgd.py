@@ -94,6 +94,12 @@ def sgd_step(
     param.add_(velocity, alpha=learning_rate)
 
 
+def check_sparsity(cost: float, target: float) -> None:
+    """Refuse a sparsity penalty with a negative cost or a target mean activation outside (0, 1)."""
+    if cost < 0 or not 0 < target < 1:
+        raise UnitlensError(f"sparsity_cost must be >= 0 and sparsity_target in (0, 1), got {cost}, {target}")
+
+
 def sparsity_pull(h: Tensor, target: float, cost: float) -> Tensor:
     """Minus the gradient of ``cost * sum_j KL(target || q_j)`` with respect to each unit's mean activation
     ``q_j = mean_n h_nj``, divided by the batch size: (H,) ``cost / B * (rho / q - (1 - rho) / (1 - q))``.
