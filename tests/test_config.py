@@ -19,9 +19,9 @@ def test_presets_differ_in_scale() -> None:
 def test_overrides_are_typed_and_checked() -> None:
     c = apply_overrides(
         preset("quick"),
-        ["mnist.hidden=20,10", "study.restarts=3", "study.tol=1e-4", "patches20=true", "mnist.data_dir=/x"],
+        ["mnist.hidden=20,10", "study.restarts=3", "study.gtol=1e-4", "patches20=true", "mnist.data_dir=/x"],
     )
-    assert c.mnist.hidden == (20, 10) and c.study.restarts == 3 and c.study.tol == 1e-4
+    assert c.mnist.hidden == (20, 10) and c.study.restarts == 3 and c.study.gtol == 1e-4
     assert c.patches20 is True and c.mnist.data_dir == "/x"
     with pytest.raises(UnitlensError, match="unknown setting 'restart'"):
         apply_overrides(c, ["study.restart=3"])
@@ -61,3 +61,43 @@ def test_stack_settings_reach_the_training_config() -> None:
     assert patches.sparsity_target_for(1) == 0.02 and patches.sparsity_target_for(3) == 0.1
     tuned = apply_overrides(c, ["mnist.dbn_upper_sparsity_target=0.2"])
     assert training_config("dbn", tuned.mnist).sparsity_target == (0.1, 0.2)
+
+
+def test_finetune_sweep_rates_round_trip_and_are_checked(tmp_path: Path) -> None:
+    quick = preset("quick")
+    assert quick.finetune.sweep_hidden_rates == (0.2, 0.05, 0.02, 0.005)
+    assert quick.finetune.hidden_learning_rate == 0.005
+    c = apply_overrides(quick, ["finetune.sweep_hidden_rates=0.2, 0.05,1e-3"])
+    assert c.finetune.sweep_hidden_rates == (0.2, 0.05, 0.001)
+    assert all(type(r) is float for r in c.finetune.sweep_hidden_rates)
+    write_text(tmp_path / "c.toml", dumps_toml(c))
+    assert "sweep_hidden_rates = [0.2, 0.05, 0.001]" in (tmp_path / "c.toml").read_text()
+    assert load_toml(tmp_path / "c.toml") == c
+    # An empty sweep measures the judged rate alone; it round-trips too.
+    empty = apply_overrides(c, ["finetune.sweep_hidden_rates="])
+    assert empty.finetune.sweep_hidden_rates == ()
+    write_text(tmp_path / "e.toml", dumps_toml(empty))
+    assert load_toml(tmp_path / "e.toml") == empty
+    for bad in ("0.2,0", "-0.1", "nan", "inf"):
+        with pytest.raises(
+            UnitlensError, match=r"finetune\.sweep_hidden_rates: learning rates must be finite"
+        ):
+            apply_overrides(c, [f"finetune.sweep_hidden_rates={bad}"])
+    with pytest.raises(UnitlensError, match=r"setting finetune\.sweep_hidden_rates: expected a value like"):
+        apply_overrides(c, ["finetune.sweep_hidden_rates=fast,slow"])
+    with pytest.raises(UnitlensError, match=r"finetune\.hidden_learning_rate: learning rates must be finite"):
+        apply_overrides(c, ["finetune.hidden_learning_rate=0"])
+    write_text(tmp_path / "bad.toml", "[finetune]\nsweep_hidden_rates = [0.2, -1.0]\n")
+    with pytest.raises(UnitlensError, match=r"finetune\.sweep_hidden_rates"):
+        load_toml(tmp_path / "bad.toml")
+    # Integer tuples stay integers.
+    assert apply_overrides(c, ["mnist.hidden=20,10"]).mnist.hidden == (20, 10)
+    with pytest.raises(UnitlensError, match=r"mnist\.hidden"):
+        apply_overrides(c, ["mnist.hidden=20.5,10"])
+
+
+def test_an_old_config_with_study_tol_says_what_replaced_it(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('preset = "quick"\n[study]\ntol = 1e-5\n', encoding="utf-8")
+    with pytest.raises(UnitlensError, match=r"'tol' is gone: .*study\.gtol"):
+        load_toml(path)

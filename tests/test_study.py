@@ -57,3 +57,26 @@ def test_mismatched_data_is_refused() -> None:
         study_stack(_stack("dbn"), data, CONFIG, torch.Generator())
     with pytest.raises(UnitlensError, match="restarts"):
         StudyConfig(restarts=1)
+
+
+@pytest.mark.parametrize("kind", ["dbn", "sdae"])
+def test_a_dead_unit_is_flagged_and_left_out_of_the_unflagged_agreement(kind: str) -> None:
+    stack = _stack(kind)
+    with torch.no_grad():
+        stack.layer(2).weight[3].zero_()  # unit 3 of layer 2 sees nothing: a constant, its bias
+    studies = study_stack(stack, _data(), CONFIG, torch.Generator().manual_seed(2), layers=(2,))
+    (layer,) = studies
+    assert layer.flat is not None
+    assert layer.flat.dead.tolist() == [False, False, False, True, False]
+    assert layer.flat.flagged[3] and layer.flat.n_flagged == 1
+    # Its AM "optimum" is its random start: zero gradient, so it stopped at once.
+    assert layer.am.steps[3].tolist() == [0, 0, 0] and float(layer.flat.data_range[3]) == 0.0
+    summary = layer.summary()
+    assert summary["flat"]["flagged"] == [3] and summary["flat"]["n_dead"] == 1
+    assert summary["restarts_unflagged"]["n_units"] == 4 and summary["restarts"]["n_units"] == 5
+    assert "exemplar_selectivity" in summary and "control_stationarity" in summary
+
+
+def test_no_unit_of_a_healthy_stack_is_flagged() -> None:
+    (layer,) = study_stack(_stack("dbn"), _data(), CONFIG, torch.Generator().manual_seed(2), layers=(2,))
+    assert layer.flat is not None and layer.flat.n_flagged == 0

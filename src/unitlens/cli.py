@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 import unitlens
+from unitlens import progress
 from unitlens.errors import UnitlensError
 
 Command = Callable[[argparse.Namespace], int]
@@ -35,7 +36,12 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status (0 success, 2 a user error, 130 interrupted)."""
+    """Run the command line; return the exit status (0 success, 2 a user error, 130 interrupted).
+
+    Every command shows its progress and the ``unitlens`` log on stderr as ``unitlens.progress`` says
+    (live bars on a terminal, a few plain lines in a file, a pipe or CI), within ``--quiet``/``--verbose``;
+    an error is one line on stderr after the bars are cleared.
+    """
     parser = _build_parser()
     args = parser.parse_args(argv)
     run: Command | None = getattr(args, "run", None)
@@ -43,7 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return run(args)
+        with progress.session(quiet=getattr(args, "quiet", False), verbose=getattr(args, "verbose", False)):
+            return run(args)
     except UnitlensError as exc:
         print(f"unitlens: error: {exc}", file=sys.stderr)
         return 2

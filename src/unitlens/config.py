@@ -7,7 +7,9 @@ A setting is addressed by its dotted path, e.g. ``mnist.examples_per_layer=40000
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,11 @@ from unitlens.errors import UnitlensError
 from unitlens.study import StudyConfig
 
 PRESETS = ("quick", "paper")
+# Settings that were removed, with what replaces them: an old config.toml gets this instead of "unknown".
+RENAMED = {
+    "study.tol": "AM now stops on a projected-gradient rule, study.gtol (default 1e-2); the old relative-"
+    "increase tolerance has no equivalent, so remove study.tol (or start a new run folder)",
+}
 
 
 @dataclass(frozen=True)
@@ -134,7 +141,7 @@ class StudySettings:
     patch_units: int = 144
     restarts: int = StudyConfig.restarts
     max_steps: int = StudyConfig.max_steps
-    tol: float = StudyConfig.tol
+    gtol: float = StudyConfig.gtol
     burn_in: int = StudyConfig.burn_in
     n_samples: int = StudyConfig.n_samples
     every: int = StudyConfig.every
@@ -148,13 +155,13 @@ class FinetuneSettings:
     """Fine-tuning on MNIST: classification error, and how much it changes the AM images (claim 7).
 
     ``learning_rate`` is the new output layer's rate and ``hidden_learning_rate`` the pre-trained layers'.
-    Measured on the quick run's stacks (20,000 examples, momentum 0.9, linear decay; errors DBN / SDAE,
-    then the median cosine of the layer-3 AM images before and after): one rate of 0.2 for every layer,
-    3.5% / 4.3% but cosines 0.90 / 0.93; one rate of 0.05, 5.1% / 5.2% and 0.98. With the sparse stacks
-    and the output layer at 0.2, on the quick / paper runs' stacks: hidden 0.05, 4.4% / 3.3% and 0.995 /
-    0.970; hidden 0.02, 4.5% / 3.9% and 0.998 / 0.985 (paper: 2.9% / 3.2%, SDAE 0.981); hidden 0.01,
-    SDAE 0.987 (paper 0.994); hidden 0.005, 4.8% / 4.0% and 0.9995 / 0.999 (paper: 3.0% / 4.0%, 1.000 /
-    0.998). A linear probe (hidden layers frozen) of the earlier, non-sparse quick stacks gave 6.5% / 7.4%.
+    The paper gives no fine-tuning setting, and claim 7 depends on the hidden rate. On the quick run's
+    stacks (output layer at 0.2; errors DBN / SDAE, then the median layer-3 AM cosine before/after):
+    hidden 0.2, 3.5% / 3.1% and 0.974 / 0.905; 0.05, 4.4% / 3.3% and 0.995 / 0.977; 0.02, 4.5% / 3.9%
+    and 0.999 / 0.994; 0.005, 4.8% / 4.0% and 1.000 / 0.999 (random initialisation 8.0%). The gentler the
+    rate, the less the images move and the higher the error; the claim is judged at
+    ``hidden_learning_rate``, and every run also measures ``sweep_hidden_rates``
+    (``results/finetune.json``, ``figures/finetune_sweep.png``).
     """
 
     enabled: bool = True
@@ -162,6 +169,19 @@ class FinetuneSettings:
     learning_rate: float = 0.2
     hidden_learning_rate: float = 0.005
     batch_size: int = 20
+    # The output layer's rate down to the judged one: on the quick stacks claim 7 fails at 0.2 and 0.05.
+    sweep_hidden_rates: tuple[float, ...] = (0.2, 0.05, 0.02, 0.005)
+
+    def __post_init__(self) -> None:
+        rates = {
+            "learning_rate": (self.learning_rate,),
+            "hidden_learning_rate": (self.hidden_learning_rate,),
+            "sweep_hidden_rates": tuple(self.sweep_hidden_rates),
+        }
+        for name, values in rates.items():
+            bad = [v for v in values if not _positive(v)]
+            if bad:
+                raise UnitlensError(f"finetune.{name}: learning rates must be finite and > 0, got {bad}")
 
 
 @dataclass(frozen=True)
@@ -185,6 +205,12 @@ class ReproduceConfig:
                 raise UnitlensError(f"{name}: hidden sizes, batch_size, examples_per_layer must be positive")
         if self.patches.size < 4:
             raise UnitlensError(f"patches.size must be >= 4, got {self.patches.size}")
+
+
+def _positive(value: Any) -> bool:
+    """A finite number > 0 (not a bool)."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return number and math.isfinite(value) and value > 0
 
 
 def preset(name: str) -> ReproduceConfig:
@@ -227,20 +253,31 @@ def _merge(obj: Any, values: dict[str, Any], where: str) -> Any:
     if not isinstance(values, dict):
         raise UnitlensError(f"{where}: expected a table of settings, got {values!r}")
     fields = {f.name: f for f in dataclasses.fields(obj)}
+    hints = typing.get_type_hints(type(obj))
     changes: dict[str, Any] = {}
     for key, value in values.items():
         if key not in fields:
+            full = f"{where}.{key}"
+            for old, instead in RENAMED.items():
+                if full == old or full.endswith("." + old):
+                    raise UnitlensError(f"{where}: setting {key!r} is gone: {instead}")
             raise UnitlensError(f"{where}: unknown setting {key!r}; known: {', '.join(sorted(fields))}")
         current = getattr(obj, key)
         path = f"{where}.{key}" if where != "config" else key
         if dataclasses.is_dataclass(current):
             changes[key] = _merge(current, value, path)
         else:
-            changes[key] = _coerce(value, current, path)
+            changes[key] = _coerce(value, current, path, _element_type(hints[key]))
     return dataclasses.replace(obj, **changes)
 
 
-def _coerce(value: Any, current: Any, path: str) -> Any:
+def _element_type(hint: Any) -> type:
+    """The item type of a ``tuple[T, ...]`` setting (int for anything else)."""
+    args = typing.get_args(hint)
+    return float if args and args[0] is float else int
+
+
+def _coerce(value: Any, current: Any, path: str, element: type = int) -> Any:
     if isinstance(current, bool):
         if isinstance(value, bool):
             return value
@@ -266,10 +303,10 @@ def _coerce(value: Any, current: Any, path: str) -> Any:
         if isinstance(value, str):
             return value
     elif isinstance(current, tuple):
-        items = value.split(",") if isinstance(value, str) else value
+        items = (value.split(",") if value.strip() else []) if isinstance(value, str) else value
         if isinstance(items, list | tuple):
             try:
-                return tuple(int(str(v).strip()) for v in items)
+                return tuple(element(str(v).strip()) for v in items)
             except ValueError:
                 pass
     raise UnitlensError(f"setting {path}: expected a value like {current!r}, got {value!r}")

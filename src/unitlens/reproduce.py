@@ -27,9 +27,10 @@ from typing import Any
 
 import torch
 
+from unitlens import progress
 from unitlens.analysis.claims import measure_claims
 from unitlens.atomic import write_text
-from unitlens.checkpoint import versions
+from unitlens.checkpoint import paths_for, save_checkpoint, versions
 from unitlens.config import ReproduceConfig, StackSettings, dumps_toml, load_toml
 from unitlens.data.dataset import Dataset
 from unitlens.data.elastic import ElasticStream
@@ -48,7 +49,7 @@ from unitlens.study import StudyConfig, study_stack
 from unitlens.training.finetune import FinetuneConfig, finetune
 from unitlens.training.greedy import LayerwiseConfig
 from unitlens.training.sgd import SGDConfig
-from unitlens.visualize.activation_maximization import maximize_activation
+from unitlens.visualize.activation_maximization import AMResult, maximize_activation
 
 MODELS = ("dbn", "sdae")
 log = logging.getLogger("unitlens")
@@ -183,42 +184,65 @@ class Run:
         return bool(self.record["stages"].get(stage, {}).get("done"))
 
     def stage(self, name: str, work: Callable[[], None]) -> None:
-        """Run ``work`` unless the stage is recorded as done; record its time."""
+        """Run ``work`` unless the stage is recorded as done; record its time.
+
+        Start and done lines (with ``stage k/n`` and the run's time left, when the session's display
+        holds a stage plan) go to the log and the terminal.
+        """
+        plan = progress.current().plan
         if self.done(name):
-            log.info("stage %s: already done", name)
+            if plan is not None:
+                plan.skip(name, self.record["stages"][name].get("seconds"))
+            else:
+                log.info("stage %s: already done", name)
             return
-        log.info("stage %s: start", name)
+        if plan is not None:
+            plan.start(name)
+        else:
+            log.info("stage %s: start", name)
         start = time.perf_counter()
         work()
         seconds = time.perf_counter() - start
         self.record["stages"][name] = {"done": True, "seconds": round(seconds, 2)}
         self.save()
-        log.info("stage %s: done in %.1f s", name, seconds)
+        if plan is not None:
+            plan.finish(name, seconds)
+        else:
+            log.info("stage %s: done in %.1f s", name, seconds)
 
 
-def _setup_logging(folder: Path, quiet: bool) -> list[logging.Handler]:
-    handlers: list[logging.Handler] = [logging.FileHandler(folder / "log.txt", encoding="utf-8")]
-    if not quiet:
-        handlers.append(logging.StreamHandler())
-    fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
-    for h in handlers:
-        h.setFormatter(fmt)
-        log.addHandler(h)
-    log.setLevel(logging.INFO)
-    return handlers
+def stage_names(config: ReproduceConfig) -> list[str]:
+    """The stages a run goes through, in order: train and study per stack, then finetune when enabled."""
+    names = [f"{kind} {stack}" for stack in stack_names(config) for kind in ("train", "study")]
+    return names + (["finetune"] if config.finetune.enabled else [])
 
 
-def reproduce(config: ReproduceConfig, out: str | Path, *, quiet: bool = False) -> Path:
-    """Run (or resume) the whole pipeline in folder ``out``; return the report's path."""
+def _log_file(folder: Path) -> logging.Handler:
+    """``folder/log.txt``: the readable record of a run (everything the ``unitlens`` logger says)."""
+    handler = logging.FileHandler(folder / "log.txt", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    log.addHandler(handler)
+    return handler
+
+
+def reproduce(
+    config: ReproduceConfig, out: str | Path, *, quiet: bool = False, verbose: bool = False
+) -> Path:
+    """Run (or resume) the whole pipeline in folder ``out``; return the report's path.
+
+    Progress and the log go to stderr (see ``unitlens.progress``: live bars on a terminal, a few plain
+    lines elsewhere, nothing with ``quiet``; per-step detail with ``verbose``) and to ``out/log.txt``.
+    Inside an open ``progress.session`` (the CLI's) that session's choice holds.
+    """
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    handlers = _setup_logging(folder, quiet)
-    try:
-        return _reproduce(Run(folder, config), quiet)
-    finally:
-        for h in handlers:
-            log.removeHandler(h)
-            h.close()
+    with progress.session(quiet=quiet, verbose=verbose):
+        handler = _log_file(folder)
+        try:
+            return _reproduce(Run(folder, config), quiet)
+        finally:
+            log.removeHandler(handler)
+            handler.close()
 
 
 def _reproduce(run: Run, quiet: bool) -> Path:
@@ -226,16 +250,18 @@ def _reproduce(run: Run, quiet: bool) -> Path:
     start = time.perf_counter()
     datasets = load_datasets(config)
     stacks: dict[str, LayerStack] = {}
-    for index, name in enumerate(stack_names(config)):
-        stacks[name] = _train(run, name, index, datasets[name.split("-")[0]], quiet)
-        run.stage(f"study {name}", functools.partial(_study, run, name, index, stacks[name], datasets))
-    if config.finetune.enabled:
-        run.stage("finetune", lambda: _finetune_stage(run, stacks, datasets["mnist"]))
+    with progress.current().stages(stage_names(config)):
+        for index, name in enumerate(stack_names(config)):
+            stacks[name] = _train(run, name, index, datasets[name.split("-")[0]], quiet)
+            run.stage(f"study {name}", functools.partial(_study, run, name, index, stacks[name], datasets))
+        if config.finetune.enabled:
+            run.stage("finetune", lambda: _finetune_stage(run, stacks, datasets["mnist"]))
     for ds in ("mnist", "patches", "patches20"):
         if f"{ds}-dbn" in stacks and f"{ds}-sdae" in stacks:
             _add_filter_match(
                 folder / "results" / f"{ds}-dbn.json", stacks[f"{ds}-dbn"], stacks[f"{ds}-sdae"]
             )
+    log.info("rendering the claims, figures and report")
     report = render_run(folder)
     run.record["seconds"] = {"this_invocation": round(time.perf_counter() - start, 2)}
     run.save()
@@ -330,62 +356,146 @@ def finetuned_copy(stack: LayerStack, classifier: StackClassifier) -> LayerStack
     return out
 
 
-def _finetune_stage(run: Run, stacks: dict[str, LayerStack], data: Dataset) -> None:
-    config = run.config
+def finetune_rates(config: ReproduceConfig) -> list[float]:
+    """The hidden-layer rates the finetune stage measures: the sweep and the judged rate, highest first."""
     ft = config.finetune
-    ft_config = FinetuneConfig(
+    return sorted({*ft.sweep_hidden_rates, ft.hidden_learning_rate}, reverse=True)
+
+
+def finetune_config(config: ReproduceConfig, hidden_learning_rate: float | None) -> FinetuneConfig:
+    """Fine-tuning with the run's settings and the pre-trained layers at ``hidden_learning_rate``."""
+    ft = config.finetune
+    return FinetuneConfig(
         examples=ft.examples,
         learning_rate=ft.learning_rate,
-        hidden_learning_rate=ft.hidden_learning_rate,
+        hidden_learning_rate=hidden_learning_rate,
         batch_size=ft.batch_size,
         eval_every=ft.examples,
     )
+
+
+def finetune_stack(
+    stack: LayerStack, data: Dataset, config: ReproduceConfig, hidden_learning_rate: float
+) -> tuple[StackClassifier, float]:
+    """``stack`` fine-tuned on ``data``'s labels as the finetune stage does it: (classifier, held-out error).
+
+    The seeds depend on the run's seed only, not on the rate, so every rate starts from the same output
+    layer and sees the same batches.
+    """
     assert data.y_train is not None and data.y_test is not None
-    errors: dict[str, float] = {}
-    cosines: dict[str, float] = {}
+    clf = StackClassifier.from_stack(stack, 10, generator=torch.Generator().manual_seed(config.seed))
+    result = finetune(
+        clf,
+        data.x_train,
+        data.y_train,
+        data.x_test,
+        data.y_test,
+        finetune_config(config, hidden_learning_rate),
+        torch.Generator().manual_seed(1),
+    )
+    return clf, result.test_error
+
+
+def _finetune_am(
+    stack: LayerStack,
+    layer: int,
+    units: torch.Tensor,
+    data: Dataset,
+    config: ReproduceConfig,
+    learning_rate: float | None = None,
+) -> AMResult:
+    """AM of ``units`` of ``layer`` for the before/after comparison (3 restarts, a fixed start)."""
+    return maximize_activation(
+        stack,
+        layer,
+        units,
+        restarts=3,
+        norm=data.rho,
+        max_steps=config.study.max_steps,
+        learning_rate=learning_rate,
+        generator=torch.Generator().manual_seed(2),
+    )
+
+
+def _finetune_stage(run: Run, stacks: dict[str, LayerStack], data: Dataset) -> None:
+    """Fine-tune both MNIST stacks at each hidden-layer rate; errors, AM cosines, the judged rate's weights.
+
+    The AM images before fine-tuning are computed once per stack and layer; each rate's fine-tuned copy is
+    compared with them at the same AM step size. Writes ``results/finetune.json`` (the judged rate's numbers
+    at the top, every rate's in ``sweep``, highest first) and the judged rate's fine-tuned stacks as
+    ``checkpoints/finetuned-mnist-{model}``.
+    """
+    config = run.config
+    ft = config.finetune
     units = torch.arange(min(config.study.mnist_units, min(config.mnist.hidden)))
-    for model in MODELS:
-        stack = stacks[f"mnist-{model}"]
-        clf = StackClassifier.from_stack(stack, 10, generator=torch.Generator().manual_seed(config.seed))
-        result = finetune(
-            clf,
-            data.x_train,
-            data.y_train,
-            data.x_test,
-            data.y_test,
-            ft_config,
-            torch.Generator().manual_seed(1),
+    before = {
+        model: {
+            layer: _finetune_am(stacks[f"mnist-{model}"], layer, units, data, config)
+            for layer in range(2, stacks[f"mnist-{model}"].n_layers + 1)
+        }
+        for model in MODELS
+    }
+    sweep: list[dict[str, Any]] = []
+    judged: dict[str, tuple[LayerStack, float]] = {}
+    for rate in finetune_rates(config):
+        errors: dict[str, float] = {}
+        cosines: dict[str, float] = {}
+        for model in MODELS:
+            stack = stacks[f"mnist-{model}"]
+            clf, errors[model] = finetune_stack(stack, data, config, rate)
+            tuned = finetuned_copy(stack, clf)
+            for layer, first in before[model].items():
+                after = _finetune_am(tuned, layer, units, data, config, first.learning_rate)
+                cos = torch.nn.functional.cosine_similarity(first.best_x(), after.best_x(), dim=1)
+                cosines[f"{model} L{layer}"] = float(cos.median())
+            if rate == ft.hidden_learning_rate:
+                judged[model] = (tuned, errors[model])
+        log.info(
+            "finetune: hidden rate %g: errors %s; AM cosines %s",
+            rate,
+            ", ".join(f"{k} {v:.1%}" for k, v in errors.items()),
+            ", ".join(f"{k} {v:.4f}" for k, v in cosines.items()),
         )
-        errors[model] = result.test_error
-        tuned = finetuned_copy(stack, clf)
-        for layer in range(2, stack.n_layers + 1):
-            kwargs: dict[str, Any] = {"restarts": 3, "norm": data.rho, "max_steps": config.study.max_steps}
-            before = maximize_activation(
-                stack, layer, units, generator=torch.Generator().manual_seed(2), **kwargs
-            )
-            kwargs["learning_rate"] = before.learning_rate
-            after = maximize_activation(
-                tuned, layer, units, generator=torch.Generator().manual_seed(2), **kwargs
-            )
-            cos = torch.nn.functional.cosine_similarity(before.best_x(), after.best_x(), dim=1)
-            cosines[f"{model} L{layer}"] = float(cos.median())
+        sweep.append({"hidden_learning_rate": rate, "errors": errors, "am_cosine": cosines})
+    assert data.y_train is not None and data.y_test is not None
     rand = StackClassifier.random(
         stacks["mnist-dbn"].layer_sizes, 10, generator=torch.Generator().manual_seed(config.seed)
     )
     # The random baseline has no features to keep: every layer learns at the output layer's rate.
-    errors["random"] = finetune(
+    random_error = finetune(
         rand,
         data.x_train,
         data.y_train,
         data.x_test,
         data.y_test,
-        dataclasses.replace(ft_config, hidden_learning_rate=None),
+        finetune_config(config, None),
         torch.Generator().manual_seed(1),
     ).test_error
-    write_text(
-        run.folder / "results" / "finetune.json",
-        json.dumps({"errors": errors, "am_cosine": cosines}, indent=1) + "\n",
-    )
+    weights: dict[str, str] = {}
+    for model, (tuned, error) in judged.items():
+        meta = {
+            "finetuned_from": f"mnist-{model}",
+            "finetune": {
+                "examples": ft.examples,
+                "learning_rate": ft.learning_rate,
+                "hidden_learning_rate": ft.hidden_learning_rate,
+                "batch_size": ft.batch_size,
+            },
+            "test_error": error,
+            "seed": config.seed,
+        }
+        json_path = save_checkpoint(run.folder / "checkpoints" / f"finetuned-mnist-{model}", tuned, meta=meta)
+        weights[model] = f"checkpoints/{paths_for(json_path)[0].name}"
+    top = next(row for row in sweep if row["hidden_learning_rate"] == ft.hidden_learning_rate)
+    result = {
+        "hidden_learning_rate": ft.hidden_learning_rate,
+        "learning_rate": ft.learning_rate,
+        "errors": {**top["errors"], "random": random_error},
+        "am_cosine": top["am_cosine"],
+        "sweep": sweep,
+        "weights": weights,
+    }
+    write_text(run.folder / "results" / "finetune.json", json.dumps(result, indent=1) + "\n")
 
 
-__all__ = ["Run", "reproduce", "stack_names"]
+__all__ = ["Run", "reproduce", "stack_names", "stage_names"]

@@ -14,13 +14,19 @@ filters                        (U, d)              layer 1 only: the units' weig
 am_x                           (U, R, d)           every AM restart's x*
 am_activation                  (U, R)              final pre-sigmoid activation of each restart
 am_steps, am_converged         (U, R)              steps taken; stopped by the rule (1) or the cap (0)
+am_stationarity                (U, R)              share of the gradient along the sphere at x* (0: optimum)
+am_start_gradient_norm         (U, R)              ||gradient|| at each start
 am_history                     (T, U, R)           activation after each step
 am_best                        (U,)                best restart per unit
 lc                             (U, d)              linear combination of lower filters
 samples, samples_mean          (U, S, d), (U, d)   DBN, j >= 2: clamped samples and their mean
 exemplars                      (U, N, d)           the N training inputs that most activate the unit
 exemplar_activations           (U, N)              their pre-sigmoid activations
-selectivity                    (Us, Us)            column-normalised selectivity matrix (first Us units)
+selectivity                    (Us, Us)            selectivity matrix, columns divided by their sums
+selectivity_margin             (Us,)               per row: diagonal minus the largest other entry
+exemplar_selectivity           (Us, Us)            the same with each unit's top exemplar as its pattern
+control_selectivity            (Us, Us)            the same for the shuffled-weights control (j >= 2)
+flat, dead                     (U,)                1: AM image is not a feature (dead or plateau); dead
 restart_mean_cosine            (U,)                mean pairwise cosine of the restarts
 energy_concentration           (U,)                fraction of x*'s energy in its 10 largest pixels
 lc_vs_am, samples_vs_am        (U,)                Pearson correlation with the AM image
@@ -64,13 +70,23 @@ def study_arrays(studies: list[LayerStudy], data: Dataset) -> dict[str, np.ndarr
             "lc": s.linear_combination,
             "exemplars": data.x_train[s.exemplars.indices],
             "exemplar_activations": s.exemplars.activations,
+            "am_stationarity": am.stationarity,
+            "am_start_gradient_norm": am.start_gradient_norm,
             "selectivity": s.selectivity.normalised,
+            "selectivity_margin": s.selectivity.margin,
             "restart_mean_cosine": s.restarts.mean_cosine,
             "energy_concentration": s.degenerate.concentration,
             "lc_vs_am": s.lc_vs_am,
         }
         if s.filters is not None:
             arrays["filters"] = s.filters
+        if s.flat is not None:
+            arrays["flat"] = s.flat.flagged.to(dtype=am.steps.dtype)
+            arrays["dead"] = s.flat.dead.to(dtype=am.steps.dtype)
+        if s.exemplar_selectivity is not None:
+            arrays["exemplar_selectivity"] = s.exemplar_selectivity.normalised
+        if s.control_selectivity is not None:
+            arrays["control_selectivity"] = s.control_selectivity.normalised
         if s.samples is not None and s.samples_vs_am is not None:
             arrays["samples"] = s.samples.samples
             arrays["samples_mean"] = s.samples.mean

@@ -24,13 +24,14 @@ from unitlens.analysis.agreement import (
 )
 from unitlens.analysis.control import shuffled_copy
 from unitlens.analysis.degenerate import DegenerateOptima, degenerate_optima
+from unitlens.analysis.flat import FlatUnits, flat_units
 from unitlens.analysis.restarts import RestartAgreement, RestartSummary, restart_agreement, summarize_restarts
 from unitlens.analysis.selectivity import Selectivity, selectivity
 from unitlens.data.dataset import Dataset
 from unitlens.errors import UnitlensError
 from unitlens.models.dbn import DBN
 from unitlens.models.stack import LayerStack
-from unitlens.visualize.activation_maximization import AMResult, maximize_activation
+from unitlens.visualize.activation_maximization import DEFAULT_GTOL, AMResult, maximize_activation
 from unitlens.visualize.dbn_sampling import ClampedSamples, sample_clamped
 from unitlens.visualize.exemplars import Exemplars, top_exemplars
 from unitlens.visualize.filters import first_layer_filters
@@ -45,7 +46,8 @@ class StudyConfig:
         units: units studied per layer (the first ones; None: every unit). The paper shows 36 (MNIST) and
             144 (patches); the analyses are summaries over these units.
         restarts: AM restarts per unit (the paper's 9).
-        max_steps, tol: AM's step cap and relative-increase stop rule.
+        max_steps, gtol: AM's step cap and its projected-gradient stop rule (``maximize_activation``); the
+            shuffled control is optimized to the same rule.
         learning_rate: AM's step size; None picks it per layer (spec section 3).
         burn_in, n_samples, every: clamped Gibbs sampling (DBN layers >= 2).
         lc_k: lower-layer units kept by the linear combination (K; 100 by default, spec section 5).
@@ -58,7 +60,7 @@ class StudyConfig:
     units: int | None = 36
     restarts: int = 9
     max_steps: int = 1000
-    tol: float = 1e-5
+    gtol: float = DEFAULT_GTOL
     learning_rate: float | None = None
     burn_in: int = 1000
     n_samples: int = 18
@@ -111,8 +113,13 @@ class LayerStudy:
     samples_vs_am: Tensor | None = None
     filters: Tensor | None = None
     closed_form_cosine: Tensor | None = None
+    flat: FlatUnits | None = None
+    restart_summary_unflagged: RestartSummary | None = None
+    exemplar_selectivity: Selectivity | None = None
     control_summary: RestartSummary | None = None
+    control_summary_unflagged: RestartSummary | None = None
     control_selectivity: Selectivity | None = None
+    control_am: AMResult | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
@@ -121,6 +128,7 @@ class LayerStudy:
             "layer": self.layer,
             "n_units": int(self.units.numel()),
             "am_learning_rate": self.am.learning_rate,
+            "am_stationarity": _stationarity_summary(self.am),
             "restarts": self.restart_summary.to_dict(),
             "selectivity": self.selectivity.to_dict(),
             "degenerate": self.degenerate.to_dict(),
@@ -130,14 +138,37 @@ class LayerStudy:
         }
         if self.samples_vs_am is not None:
             out["samples_vs_am"] = summarize_correlations(self.samples_vs_am).to_dict()
+            # Claim 4's second half, per unit: the clamped samples' mean is further from the AM image than
+            # the linear combination is.
+            out["samples_below_lc"] = float((self.samples_vs_am < self.lc_vs_am).to(torch.float64).mean())
         if self.closed_form_cosine is not None:
             out["closed_form_cosine_min"] = float(self.closed_form_cosine.min())
             out["closed_form_cosine_median"] = float(self.closed_form_cosine.median())
+        if self.flat is not None:
+            out["flat"] = self.flat.to_dict()
+        if self.restart_summary_unflagged is not None:
+            out["restarts_unflagged"] = self.restart_summary_unflagged.to_dict()
+        if self.exemplar_selectivity is not None:
+            out["exemplar_selectivity"] = self.exemplar_selectivity.to_dict()
+        if self.control_am is not None:
+            out["control_stationarity"] = _stationarity_summary(self.control_am)
         if self.control_summary is not None:
             out["control_restarts"] = self.control_summary.to_dict()
+        if self.control_summary_unflagged is not None:
+            out["control_restarts_unflagged"] = self.control_summary_unflagged.to_dict()
         if self.control_selectivity is not None:
             out["control_selectivity"] = self.control_selectivity.to_dict()
         return out
+
+
+def _stationarity_summary(am: AMResult) -> dict[str, float]:
+    """How close AM's restarts came to a constrained optimum (0 there; the stop rule's gtol bounds it)."""
+    s = am.stationarity.to(torch.float64).flatten()
+    return {
+        "median": float(s.quantile(0.5)),
+        "max": float(s.max()),
+        "fraction_converged": float(am.converged.to(torch.float64).mean()),
+    }
 
 
 def closed_form_optimum(stack: LayerStack, units: Tensor, norm: float) -> Tensor:
@@ -166,7 +197,7 @@ def study_layer(
         "norm": data.rho,
         "learning_rate": config.learning_rate,
         "max_steps": config.max_steps,
-        "tol": config.tol,
+        "gtol": config.gtol,
     }
     t = time.perf_counter()
     am = maximize_activation(stack, layer, units, generator=generator, **am_kwargs)
@@ -182,6 +213,18 @@ def study_layer(
         am.x, am.activation, am.steps, am.converged, best=am.best, threshold=config.threshold
     )
     sel_units = units[: config.selectivity_units]
+    n_sel = int(sel_units.numel())
+    vs_data = activation_vs_data(stack, layer, units, best, data.x_train)
+    flat = flat_units(
+        start_gradient_norm=am.start_gradient_norm,
+        reference_gradient_norm=am.reference_gradient_norm,
+        activation=am.activation,
+        restart_mean_cosine=agreement.mean_cosine,
+        data_min=vs_data.data_min,
+        data_max=vs_data.data_max,
+        threshold=config.threshold,
+    )
+    kept = ~flat.flagged.to(agreement.mean_cosine.device)
     study = LayerStudy(
         layer=layer,
         units=units,
@@ -190,11 +233,22 @@ def study_layer(
         exemplars=exemplars,
         restarts=agreement,
         restart_summary=summarize_restarts(agreement, threshold=config.threshold),
-        selectivity=selectivity(stack, layer, sel_units, best[: sel_units.numel()]),
+        selectivity=selectivity(stack, layer, sel_units, best[:n_sel]),
         degenerate=degenerate_optima(best),
         lc_vs_am=pearson_rows(lc, best),
-        vs_data=activation_vs_data(stack, layer, units, best, data.x_train),
+        vs_data=vs_data,
         seconds=seconds,
+        flat=flat,
+        restart_summary_unflagged=(
+            summarize_restarts(agreement.subset(kept), threshold=config.threshold)
+            if bool(kept.any())
+            else None
+        ),
+        # The same matrix with each unit's top data-set exemplar as its pattern: does AM find patterns
+        # more specific than real data does?
+        exemplar_selectivity=selectivity(
+            stack, layer, sel_units, data.x_train[exemplars.indices[:n_sel, 0]].to(best.device, best.dtype)
+        ),
     )
     if layer == 1:
         study.filters = first_layer_filters(stack, units)
@@ -226,8 +280,25 @@ def study_layer(
             threshold=config.threshold,
         )
         study.control_summary = summarize_restarts(control_agreement, threshold=config.threshold)
+        study.control_am = control_am
         control_best = control_am.best_x()
-        study.control_selectivity = selectivity(control, layer, sel_units, control_best[: sel_units.numel()])
+        # The control's dead and flat units are left out by the same rule as the trained stack's.
+        control_vs_data = activation_vs_data(control, layer, units, control_best, data.x_train)
+        control_flat = flat_units(
+            start_gradient_norm=control_am.start_gradient_norm,
+            reference_gradient_norm=control_am.reference_gradient_norm,
+            activation=control_am.activation,
+            restart_mean_cosine=control_agreement.mean_cosine,
+            data_min=control_vs_data.data_min,
+            data_max=control_vs_data.data_max,
+            threshold=config.threshold,
+        )
+        control_kept = ~control_flat.flagged.to(control_agreement.mean_cosine.device)
+        if bool(control_kept.any()):
+            study.control_summary_unflagged = summarize_restarts(
+                control_agreement.subset(control_kept), threshold=config.threshold
+            )
+        study.control_selectivity = selectivity(control, layer, sel_units, control_best[:n_sel])
         timed("control", t)
     return study
 

@@ -7,6 +7,7 @@ rendered panel tells which unit, restart or sample landed in which grid cell.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -383,6 +384,9 @@ def test_write_figures_writes_every_figure_and_is_idempotent(tmp_path: Path) -> 
         "figure3.png",
         "figure4_mnist.png",
         "figure4_patches.png",
+        "selectivity_mnist_dbn_layer2.png",
+        "selectivity_mnist_sdae_layer2.png",
+        "selectivity_patches_dbn_layer2.png",
         "selectivity_mnist_dbn_layer3.png",
         "selectivity_mnist_sdae_layer3.png",
         "selectivity_patches_dbn_layer3.png",
@@ -418,6 +422,7 @@ def test_write_figures_partial_and_errors(tmp_path: Path) -> None:
     # No DBN: no Figure 3 or 4; Figure 1 has a labelled DBN gap.
     assert names == {
         "figure1_mnist.png",
+        "selectivity_mnist_sdae_layer2.png",
         "selectivity_mnist_sdae_layer3.png",
         "restart_agreement_mnist_sdae.png",
         "am_history_mnist_sdae.png",
@@ -451,3 +456,42 @@ def test_save_png_accepts_a_figure(tmp_path: Path) -> None:
     fig = figure4(make_stack(seed=26))
     back = load_png(save_png(tmp_path / "f.png", fig))
     np.testing.assert_array_equal(back, np.rint(fig.image * 255) / 255)
+
+
+def test_write_figures_plots_the_finetune_sweep_and_names_a_damaged_file(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    row = {"hidden_learning_rate": 0.005, "errors": {"dbn": 0.05}, "am_cosine": {"dbn L2": 0.999}}
+    finetune = {"hidden_learning_rate": 0.005, "errors": {"dbn": 0.05, "random": 0.08}, "sweep": [row]}
+    (results / "finetune.json").write_text(json.dumps(finetune))
+    written = write_figures(results, tmp_path / "figures")
+    assert [p.name for p in written] == ["finetune_sweep.png"]
+    assert load_png(written[0]).shape[1] > 400  # the two-panel plot, not a note
+    # An older run's finetune.json without a sweep: no plot.
+    (results / "finetune.json").write_text(json.dumps({"errors": {"dbn": 0.05}, "am_cosine": {}}))
+    assert write_figures(results, tmp_path / "older") == []
+    (results / "finetune.json").write_text('{"errors": {"dbn": 0.05},')
+    with pytest.raises(UnitlensError, match=r"finetune\.json is damaged: not valid JSON") as damaged:
+        write_figures(results, tmp_path / "figures")
+    assert "\n" not in str(damaged.value)
+    (results / "finetune.json").write_text("[1, 2]")
+    with pytest.raises(UnitlensError, match=r"finetune\.json: expected a JSON object"):
+        write_figures(results, tmp_path / "figures")
+    (results / "finetune.json").write_text(json.dumps({"sweep": [dict(row, hidden_learning_rate="fast")]}))
+    with pytest.raises(UnitlensError, match=r"finetune\.json: finetune sweep\[0\]\.hidden_learning_rate"):
+        write_figures(results, tmp_path / "figures")
+
+
+def test_layer_figure_names_dead_and_flat_units_in_its_caption() -> None:
+    from unitlens.render.figures import _flagged_caption, _Stack
+
+    arrays = make_stack(seed=31)
+    n = arrays["layer2/units"].shape[0]
+    flags = np.zeros(n, dtype=np.int64)
+    flags[1] = 1
+    arrays["layer2/flat"] = flags
+    caption = _flagged_caption({"dbn": _Stack(arrays, "dbn"), "sdae": None}, (1, 2, 3), 36)
+    assert caption == f"dead or flat, not features: DBN L2 unit [{int(arrays['layer2/units'][1])}]"
+    assert _flagged_caption({"dbn": _Stack(make_stack(seed=31), "dbn")}, (1, 2, 3), 36) == ""
+    with_caption = layer_figure(arrays, None)
+    assert with_caption.image.shape[0] > layer_figure(make_stack(seed=31), None).image.shape[0]

@@ -10,7 +10,12 @@ import pytest
 from PIL import Image
 
 from unitlens.errors import UnitlensError
-from unitlens.render.plots import activation_history_plot, restart_agreement_plot, training_curves_plot
+from unitlens.render.plots import (
+    activation_history_plot,
+    finetune_sweep_plot,
+    restart_agreement_plot,
+    training_curves_plot,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -113,3 +118,93 @@ def test_activation_histories() -> None:
         activation_history_plot(dict(a, **{"layer2/am_history": np.ones((2, 2))}))
     with pytest.raises(UnitlensError, match="n_units"):
         activation_history_plot(a, n_units=0)
+
+
+def finetune_results(rates: tuple[float, ...] = (0.2, 0.05, 0.02, 0.005)) -> dict[str, Any]:
+    """A ``results/finetune.json``: cosines fall and errors rise with the hidden-layer rate."""
+    sweep = [
+        {
+            "hidden_learning_rate": r,
+            "errors": {"dbn": 0.03 + r / 10, "sdae": 0.04 + r / 20},
+            "am_cosine": {"dbn L2": 1 - r / 2, "dbn L3": 1 - r, "sdae L2": 1 - r / 3, "sdae L3": 1 - r / 2.5},
+        }
+        for r in rates
+    ]
+    judged = sweep[-1]
+    return {
+        "hidden_learning_rate": judged["hidden_learning_rate"],
+        "learning_rate": 0.2,
+        "errors": {**judged["errors"], "random": 0.083},
+        "am_cosine": judged["am_cosine"],
+        "sweep": sweep,
+        "weights": {"dbn": "checkpoints/finetuned-mnist-dbn.safetensors"},
+    }
+
+
+def test_finetune_sweep_plot_two_panels_that_follow_the_data() -> None:
+    ft = finetune_results()
+    w, _ = png_size(finetune_sweep_plot(ft, title="MNIST fine-tuning"))
+    w_note, _ = png_size(finetune_sweep_plot({}))
+    assert w > 1.8 * w_note  # two panels, against the one-panel note
+    assert finetune_sweep_plot(ft) == finetune_sweep_plot(dict(ft))
+    # Rows in any order: the rates are sorted (a line joins neighbouring rates), same picture.
+    shuffled = [ft["sweep"][i] for i in (1, 3, 0, 2)]
+    assert finetune_sweep_plot(dict(ft, sweep=shuffled)) == finetune_sweep_plot(ft)
+    cosines = dict(ft, sweep=[dict(r, am_cosine={**r["am_cosine"], "dbn L2": 0.5}) for r in ft["sweep"]])
+    assert finetune_sweep_plot(cosines) != finetune_sweep_plot(ft)
+    errors = dict(ft, sweep=[dict(r, errors={**r["errors"], "sdae": 0.2}) for r in ft["sweep"]])
+    assert finetune_sweep_plot(errors) != finetune_sweep_plot(ft)
+    assert finetune_sweep_plot(dict(ft, errors={"dbn": 0.04})) != finetune_sweep_plot(ft)  # random line
+    assert finetune_sweep_plot(dict(ft, hidden_learning_rate=0.05)) != finetune_sweep_plot(ft)  # judged mark
+    png_size(finetune_sweep_plot({"sweep": [{"hidden_learning_rate": 0.1}]}))  # a rate with nothing yet
+
+
+def test_finetune_sweep_plot_without_a_sweep_is_a_note() -> None:
+    note = finetune_sweep_plot({})
+    png_size(note)
+    assert finetune_sweep_plot({"sweep": []}) == note
+    assert finetune_sweep_plot({"errors": {"dbn": 0.05}, "am_cosine": {"dbn L2": 1.0}}) == note  # older runs
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"sweep": {"hidden_learning_rate": 0.1}}, "sweep must be a list"),
+        ({"sweep": "0.2, 0.05"}, "sweep must be a list"),
+        ({"sweep": [0.2]}, r"sweep\[0\] must be an object"),
+        ({"sweep": [{"errors": {}}]}, r"sweep\[0\].hidden_learning_rate must be a learning rate"),
+        ({"sweep": [{"hidden_learning_rate": 0}]}, "learning rate > 0"),
+        ({"sweep": [{"hidden_learning_rate": float("nan")}]}, "learning rate > 0"),
+        ({"sweep": [{"hidden_learning_rate": "0.2"}]}, "learning rate > 0"),
+        ({"sweep": [{"hidden_learning_rate": 0.2, "errors": [0.1]}]}, r"sweep\[0\].errors must be an object"),
+        (
+            {"sweep": [{"hidden_learning_rate": 0.2, "am_cosine": {"dbn L2": "high"}}]},
+            r"am_cosine\['dbn L2'\] must be a number",
+        ),
+        ({"errors": {"random": True}}, r"errors\['random'\] must be a number"),
+        ({"errors": [0.1]}, "errors must be an object"),
+        ({"hidden_learning_rate": -0.1}, "hidden_learning_rate must be a learning rate"),
+    ],
+)
+def test_finetune_sweep_plot_refuses_malformed_results(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(UnitlensError, match=message):
+        finetune_sweep_plot({**finetune_results(), **change})
+
+
+def test_selectivity_plot_draws_trained_control_and_exemplar_matrices() -> None:
+    from unitlens.render.plots import selectivity_plot
+
+    rng = np.random.default_rng(0)
+    m = rng.uniform(0, 1, size=(6, 6))
+    m /= m.sum(axis=0)
+    one = selectivity_plot({"layer2/selectivity": m}, 2, title="t")
+    three = selectivity_plot(
+        {"layer2/selectivity": m, "layer2/control_selectivity": m, "layer2/exemplar_selectivity": m}, 2
+    )
+    w1, w3 = Image.open(io.BytesIO(one)).size[0], Image.open(io.BytesIO(three)).size[0]
+    assert w3 > 2 * w1  # one panel per matrix present
+    assert Image.open(io.BytesIO(selectivity_plot({}, 2))).size[0] > 0  # a note, not an error
+    with pytest.raises(UnitlensError, match="square"):
+        selectivity_plot({"layer2/selectivity": np.ones((3, 4))}, 2)
+    with pytest.raises(UnitlensError, match=">= 0"):
+        selectivity_plot({"layer2/selectivity": -np.ones((3, 3))}, 2)

@@ -116,6 +116,16 @@ def make_run(
                 "holds": None,
                 "detail": "",
             },
+            {
+                "id": "3",
+                "claim": "Strong diagonal",
+                "verdict": "holds_control_too",
+                "measured": "median margin 0.39",
+                "control": "shuffled: 0.93",
+                "rule": "median margin > 0",
+                "holds": None,
+                "detail": "",
+            },
         ]
         (root / "results" / "claims.json").write_text(json.dumps(doc))
     if figures:
@@ -264,11 +274,18 @@ def test_overview_shows_run_claims_figures_and_layer_tables(tmp_path: Path) -> N
     # The claims table: every claim, its measurement and a verdict in words, text escaped.
     table = re.search(r'<table id="claims-table".*?</table>', text, re.S)
     assert table is not None
-    rows = re.findall(r"<tr class=\"claim-(\w+)\">(.*?)</tr>", table.group(0), re.S)
-    assert [cls for cls, _ in rows] == ["holds", "fails", "unmeasured"]
-    assert ">holds<" in rows[0][1] and ">does not hold<" in rows[1][1] and ">not measured<" in rows[2][1]
-    assert "Restarts &lt;agree&gt;" in rows[1][1] and "x &amp; y" in rows[1][1]
-    assert "1 hold, 1 do not hold, 1 not measured" in text
+    rows = re.findall(r"<tr class=\"claim-(\w+)\" data-verdict=\"(\w+)\">(.*?)</tr>", table.group(0), re.S)
+    # Files written before verdicts (only "holds") read as holds / fails / not measured.
+    assert [v for _, v, _ in rows] == ["holds", "fails", "not_measured", "holds_control_too"]
+    assert len({cls for cls, _, _ in rows}) == 4  # four distinct styles ...
+    words = [re.search(r'class="verdict \w+">(.*?)</span></td>', r).group(1) for _, _, r in rows]  # type: ignore[union-attr]
+    # ... and four distinct marks and words, so colour is not the only cue.
+    assert len(set(words)) == 4 and "holds, but so does the control" in words[3]
+    assert "Restarts &lt;agree&gt;" in rows[1][2] and "x &amp; y" in rows[1][2]
+    assert "shuffled: 0.93" in rows[3][2] and "median margin &gt; 0" in rows[3][2]
+    assert (
+        "1 hold, 1 hold but so does the shuffled-weights control" in text and "1 fail, 1 not measured" in text
+    )
     # Figures, and one summary table per stack with a row per layer.
     assert text.count("<img ") == 2
     for name in ("mnist-dbn", "mnist-sdae"):
@@ -350,3 +367,16 @@ def test_malformed_files_are_errors_naming_the_file(tmp_path: Path) -> None:
     save_arrays(run / "results" / "mnist-dbn.npz", bad)
     with pytest.raises(UnitlensError, match=r"'layer1/lc' has shape \(5, 21\)"):
         read_run(run)
+
+
+def test_the_finetune_sweep_figure_is_shown_with_its_caption(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    save_png(run / "figures" / "finetune_sweep.png", np.zeros((4, 4)))
+    text = write_report(run).read_text(encoding="utf-8")
+    figure = re.search(
+        r'<figure class="paper-figure"><a href="../figures/finetune_sweep.png">.*?</figure>', text
+    )
+    assert figure is not None
+    # Its own caption (not "finetune" plus a data-set suffix), saying the verdict hangs on the rate.
+    assert "verdict depends on this rate and is judged at the marked one" in figure.group(0)
+    assert "(sweep)" not in figure.group(0)

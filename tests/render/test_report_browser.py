@@ -190,9 +190,9 @@ def test_claims_table_is_present(page: Any) -> None:
     table = page.find_element("id", "claims-table")
     rows = table.find_elements("css selector", "tbody tr")
     assert [r.find_element("css selector", ".verdict").text for r in rows] == [
-        "holds",
-        "does not hold",
-        "not measured",
+        "\u2714 holds",
+        "\u2718 fails",
+        "\u2013 not measured",
     ]
     assert "Samples look like digits" in rows[1].text
 

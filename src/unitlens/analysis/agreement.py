@@ -122,6 +122,7 @@ class ActivationVsData:
         x_star_activation: (U,) pre-sigmoid activation of unit ``units[i]`` at ``x_star[i]``.
         data_max: (U,) the unit's largest pre-sigmoid activation over the data set.
         data_argmax: (U,) int64 index of the example that reaches it.
+        data_min: (U,) the unit's smallest pre-sigmoid activation over the data set.
         ratio: (U,) ``x_star_activation / data_max`` where ``data_max > 0``, else NaN.
         difference: (U,) ``x_star_activation - data_max``: > 0 when the optimum beats every example.
     """
@@ -129,6 +130,7 @@ class ActivationVsData:
     x_star_activation: Tensor
     data_max: Tensor
     data_argmax: Tensor
+    data_min: Tensor
     ratio: Tensor
     difference: Tensor
 
@@ -175,12 +177,14 @@ def activation_vs_data(
     u = int(idx.shape[0])
     best = torch.full((u,), float("-inf"), dtype=stack.dtype, device=stack.device)
     arg = torch.zeros(u, dtype=torch.long, device=stack.device)
+    lowest = torch.full((u,), float("inf"), dtype=stack.dtype, device=stack.device)
     with torch.no_grad():
         at_star = stack.preactivation(x, layer)[torch.arange(u, device=stack.device), idx]
         for start in range(0, int(data.shape[0]), batch_size):
             batch = data[start : start + batch_size].to(device=stack.device, dtype=stack.dtype)
             pre = stack.preactivation(batch, layer)[:, idx]  # (b, U)
             vals, where = pre.max(dim=0)
+            lowest = torch.minimum(lowest, pre.amin(dim=0))
             # Strict >: the first example reaching the maximum keeps it, as argmax over the whole set would.
             better = vals > best
             best = torch.where(better, vals, best)
@@ -191,6 +195,7 @@ def activation_vs_data(
         x_star_activation=at_star,
         data_max=best,
         data_argmax=arg,
+        data_min=lowest,
         ratio=ratio,
         difference=at_star - best,
     )

@@ -15,6 +15,7 @@ Everything is batched over units: one (U, R, R) matrix product gives every unit'
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from unitlens.errors import UnitlensError
+from unitlens.visualize.activation_maximization import best_restart
 
 DEFAULT_THRESHOLD = 0.9
 
@@ -94,13 +96,6 @@ def mean_pairwise_cosine(x: Tensor) -> Tensor:
     return off_diagonal_sum / (r * (r - 1))
 
 
-def best_restart(activation: Tensor) -> Tensor:
-    """(U, R) final activations -> (U,) int64 index of each unit's highest-activation restart."""
-    if activation.ndim != 2:
-        raise UnitlensError(f"activation must have shape (units, restarts), got {tuple(activation.shape)}")
-    return activation.argmax(dim=1)
-
-
 def cosine_to_best(x: Tensor, best: Tensor) -> Tensor:
     """Cosine similarity of every restart with its unit's best restart.
 
@@ -156,7 +151,7 @@ class RestartAgreement:
         activation_cv: (U,) coefficient of variation of the final activations (see :func:`activation_cv`).
         steps_median: (U,) median steps taken (float: the mean of the two middle values when R is even).
         steps_max: (U,) int64 most steps taken by any restart.
-        n_capped: (U,) int64 restarts stopped by the step cap instead of the relative-increase rule.
+        n_capped: (U,) int64 restarts stopped by the step cap instead of the stopping rule.
     """
 
     mean_cosine: Tensor
@@ -177,6 +172,24 @@ class RestartAgreement:
     def n_restarts(self) -> int:
         return int(self.cosine_to_best.shape[1])
 
+    def subset(self, keep: Tensor) -> RestartAgreement:
+        """The same figures for the units where ``keep`` (U,) bool is True (e.g. all but flagged units)."""
+        if keep.dtype != torch.bool or tuple(keep.shape) != (self.n_units,):
+            raise UnitlensError(
+                f"keep must be a ({self.n_units},) bool tensor, got {keep.dtype} {tuple(keep.shape)}"
+            )
+        if not bool(keep.any()):
+            raise UnitlensError("keep selects no unit: a summary needs at least one")
+        k = keep.to(self.mean_cosine.device)
+        return dataclasses.replace(
+            self,
+            **{
+                f.name: getattr(self, f.name)[k]
+                for f in dataclasses.fields(self)
+                if isinstance(getattr(self, f.name), Tensor)
+            },
+        )
+
 
 def restart_agreement(
     x: Tensor,
@@ -193,8 +206,8 @@ def restart_agreement(
         x: (U, R, d) every restart's final input x*.
         activation: (U, R) final pre-sigmoid activations.
         steps: (U, R) integer steps taken.
-        converged: (U, R) bool, True where the relative-increase rule stopped the restart, False where the
-            step cap did.
+        converged: (U, R) bool, True where the stopping rule stopped the restart, False where the step cap
+            did.
         best: (U,) index of each unit's best restart; ``None`` takes the highest final activation.
         threshold: cosine similarity with the best restart that counts as "the same pattern".
     Returns:

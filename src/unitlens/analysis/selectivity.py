@@ -1,19 +1,28 @@
 """The selectivity matrix: is each unit's optimal pattern specific to that unit?
 
 Feed unit i's optimum x*_i to the layer and record the post-sigmoid activation of every unit j studied:
-M[i, j] = sigmoid(preact_j(x*_i)), a (U patterns x U units) matrix. Each column is divided by its maximum,
-so every unit's strongest response is 1. A strong diagonal means each pattern excites its own unit more than
-it excites the others (the paper's inset next to Figure 1).
+M[i, j] = sigmoid(preact_j(x*_i)), a (U patterns x U units) matrix, the paper's inset next to Figure 1.
 
-float32 sigmoids saturate to exactly 1 above about 17, so a unit that is always on has a column of ones
-after normalisation and ties with the diagonal of every row. A row counts as diagonal when its diagonal
-entry equals the row maximum, ties included, and the number of rows counted only thanks to a tie is
-reported beside the fraction, so a reader can see how much of the diagonal the ties make.
+**Normalisation.** The paper normalises "across columns in order to eliminate the effect of units that are
+activated for very many patterns". Each column j is divided by its **sum** over the patterns, so N[i, j] is
+unit j's share of its total response that pattern i earns: a unit on for every pattern spreads its column
+evenly (1/U per cell), a selective unit puts most of its column on its own pattern. Dividing by the column's
+maximum instead, as unitlens first did, makes every diagonal exactly 1 (x*_j maximizes unit j over the
+patterns too) and the row test true by construction: on the quick run that "held" at 100% for every stack
+and for the shuffled control, while the largest off-diagonal entry of MNIST SDAE layer 3 was >= 0.95 in 33
+of 36 rows. With the column sum, nothing forces the row test: N[i, i] > N[i, j] compares unit i's share
+with unit j's share.
+
+**Margins.** Row i's margin is N[i, i] minus the largest other entry of the row: > 0 when pattern i earns
+its own unit's response more than any other unit's, 0 for a duplicated unit (its twin's column and row
+are the same), < 0 when another unit claims the pattern. The claim is judged on the median margin beside
+the shuffled-weights control and beside the same matrix built from each unit's top data-set exemplar.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -78,13 +87,17 @@ def selectivity_matrix(stack: LayerStack, layer: int, units: Tensor, x_star: Ten
 
 
 def normalise_columns(m: Tensor) -> Tensor:
-    """Divide each column of ``m`` (P, U) by its maximum; a column that is all zero stays zero.
+    """Divide each column of ``m`` (P, U) by its sum over the P patterns; an all-zero column stays zero.
 
     Post-sigmoid responses are positive, but a float32 sigmoid below about -104 underflows to 0, so a unit
     that never responds would otherwise give 0 / 0.
     """
-    col_max = m.amax(dim=0)
-    return m / torch.where(col_max > 0, col_max, torch.ones_like(col_max))
+    col_sum = m.sum(dim=0)
+    return m / torch.where(col_sum > 0, col_sum, torch.ones_like(col_sum))
+
+
+# A margin above this counts as a diagonal row: float rounding of a duplicated unit's shares stays far below.
+MARGIN_EPS = 1e-6
 
 
 @dataclass(frozen=True)
@@ -93,15 +106,12 @@ class Selectivity:
 
     Attributes:
         matrix: (U, U) raw post-sigmoid responses, rows patterns, columns units.
-        normalised: (U, U) ``matrix`` with each column divided by its maximum.
-        row_is_diagonal: (U,) bool, the row's diagonal entry equals the row maximum (ties included).
-        row_tied: (U,) bool, counted as diagonal only because of a tie: another entry of the row equals the
-            diagonal one (typically a saturated, always-on unit).
+        normalised: (U, U) ``matrix`` with each column divided by its sum (the module docstring says why).
+        margin: (U,) per row, the normalised diagonal entry minus the row's largest other entry.
         always_on: (U,) bool, units whose raw response is exactly 1 to every pattern (saturated sigmoid).
-        n_diagonal: rows counted as diagonal, ties included.
-        n_tied: of those, rows counted only thanks to a tie.
+        n_diagonal: rows whose margin exceeds ``MARGIN_EPS`` (the diagonal is the row's only maximum).
         fraction_diagonal: ``n_diagonal / U``.
-        fraction_strict: rows whose diagonal is strictly the largest entry, divided by U.
+        median_margin, mean_margin: over the rows.
         mean_diagonal: mean of the normalised diagonal.
         mean_off_diagonal: mean of the normalised off-diagonal entries.
         diagonal_ratio: ``mean_diagonal / mean_off_diagonal`` (+inf when every off-diagonal entry is 0).
@@ -109,13 +119,12 @@ class Selectivity:
 
     matrix: Tensor
     normalised: Tensor
-    row_is_diagonal: Tensor
-    row_tied: Tensor
+    margin: Tensor
     always_on: Tensor
     n_diagonal: int
-    n_tied: int
     fraction_diagonal: float
-    fraction_strict: float
+    median_margin: float
+    mean_margin: float
     mean_diagonal: float
     mean_off_diagonal: float
     diagonal_ratio: float
@@ -124,31 +133,32 @@ class Selectivity:
     def n_units(self) -> int:
         return int(self.matrix.shape[0])
 
-    def to_dict(self) -> dict[str, float]:
+    def to_dict(self) -> dict[str, Any]:
         """The figures as plain Python numbers (no matrices), ready for JSON and the report."""
         return {
+            "normalisation": "column_sum",
             "n_units": self.n_units,
             "n_diagonal": self.n_diagonal,
-            "n_tied": self.n_tied,
             "n_always_on": int(self.always_on.sum()),
             "fraction_diagonal": self.fraction_diagonal,
-            "fraction_strict": self.fraction_strict,
+            "median_margin": self.median_margin,
+            "mean_margin": self.mean_margin,
+            "min_margin": float(self.margin.min()),
             "mean_diagonal": self.mean_diagonal,
             "mean_off_diagonal": self.mean_off_diagonal,
             "diagonal_ratio": self.diagonal_ratio,
         }
 
     def describe(self) -> str:
-        """One sentence for people, naming the ties."""
-        text = f"{self.n_diagonal}/{self.n_units} rows peak on the diagonal"
-        if self.n_tied:
-            n_on = int(self.always_on.sum())
-            text += (
-                f" ({self.n_tied} of them only by a tie"
-                + (f" with {n_on} saturated always-on unit{'s' if n_on != 1 else ''}" if n_on else "")
-                + ")"
-            )
-        return text + f"; mean diagonal / mean off-diagonal = {self.diagonal_ratio:.3g}"
+        """One sentence for people."""
+        text = (
+            f"{self.n_diagonal}/{self.n_units} rows peak on the diagonal; median margin "
+            f"{self.median_margin:.3g}, mean off-diagonal {self.mean_off_diagonal:.3g} (columns sum to 1)"
+        )
+        n_on = int(self.always_on.sum())
+        if n_on:
+            text += f"; {n_on} saturated always-on unit{'s' if n_on != 1 else ''}"
+        return text
 
 
 def selectivity_from_matrix(matrix: Tensor) -> Selectivity:
@@ -156,38 +166,34 @@ def selectivity_from_matrix(matrix: Tensor) -> Selectivity:
 
     Args:
         matrix: (U, U) non-negative responses, rows patterns, columns units, U >= 2; row i's pattern is
-            unit i's optimum.
+            unit i's optimum (or any pattern chosen for unit i, e.g. its top data-set exemplar).
     """
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] < 2:
         raise UnitlensError(
             f"a selectivity matrix must be square with at least 2 units, got {tuple(matrix.shape)}"
         )
-    if bool((matrix < 0).any()):
-        raise UnitlensError("a selectivity matrix holds post-sigmoid responses and must be non-negative")
+    if bool((matrix < 0).any()) or not bool(torch.isfinite(matrix).all()):
+        raise UnitlensError("a selectivity matrix holds post-sigmoid responses and must be finite, >= 0")
     u = int(matrix.shape[0])
     normalised = normalise_columns(matrix)
-    diag = normalised.diagonal()
+    n64 = normalised.to(torch.float64)
+    diag = n64.diagonal()
     eye = torch.eye(u, dtype=torch.bool, device=matrix.device)
-    # Exact comparisons on purpose: a saturated column normalises to exactly 1.0, as does x / x.
-    off_max = normalised.masked_fill(eye, float("-inf")).amax(dim=1)
-    row_is_diagonal = diag >= off_max
-    strict = diag > off_max
-    row_tied = row_is_diagonal & ~strict
-    mean_diag = float(diag.to(torch.float64).mean())
-    off_sum = float(normalised.to(torch.float64).sum()) - float(diag.to(torch.float64).sum())
-    mean_off = off_sum / (u * (u - 1))
+    off_max = n64.masked_fill(eye, float("-inf")).amax(dim=1)
+    margin = diag - off_max
+    mean_diag = float(diag.mean())
+    mean_off = (float(n64.sum()) - float(diag.sum())) / (u * (u - 1))
     ratio = mean_diag / mean_off if mean_off > 0 else float("inf")
-    n_diagonal = int(row_is_diagonal.sum())
+    n_diagonal = int((margin > MARGIN_EPS).sum())
     return Selectivity(
         matrix=matrix,
         normalised=normalised,
-        row_is_diagonal=row_is_diagonal,
-        row_tied=row_tied,
+        margin=margin.to(matrix.dtype),
         always_on=(matrix == 1).all(dim=0),
         n_diagonal=n_diagonal,
-        n_tied=int(row_tied.sum()),
         fraction_diagonal=n_diagonal / u,
-        fraction_strict=int(strict.sum()) / u,
+        median_margin=float(margin.median()),
+        mean_margin=float(margin.mean()),
         mean_diagonal=mean_diag,
         mean_off_diagonal=mean_off,
         diagonal_ratio=ratio,

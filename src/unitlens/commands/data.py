@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from unitlens.atomic import write_text
+from unitlens.commands import add_output_options
 from unitlens.data.dataset import Dataset, dataset_norm
 from unitlens.data.elastic import ElasticConfig, ElasticStream
 from unitlens.data.mnist import load_mnist
@@ -40,6 +41,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("--patches", type=int, default=100_000, help="training patches to draw (default 100,000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the elastic stream and the patch sampler")
+    add_output_options(p)
     p.set_defaults(run=run)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from unitlens.commands import add_output_options
+
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
@@ -12,6 +14,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="re-render a run folder's figures and report from its results (no retraining)",
     )
     p.add_argument("run_dir", type=Path, help="a run folder made by unitlens reproduce")
+    add_output_options(p)
     p.set_defaults(run=run)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from unitlens.commands import add_output_options
 from unitlens.config import PRESETS, apply_overrides, preset
 
 
@@ -31,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="KEY=VALUE",
         help="change a setting, e.g. --set study.restarts=9 --set mnist.hidden=1000,1000,1000 (repeatable)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bars or log on the terminal")
+    add_output_options(p)
     p.set_defaults(run=run)
 
 
@@ -45,6 +46,6 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"patches.photos={args.photos}")
     config = apply_overrides(preset(args.preset), overrides)
     out = args.out if args.out is not None else Path("runs") / f"{config.preset}-seed{config.seed}"
-    report = reproduce(config, out, quiet=args.quiet)
+    report = reproduce(config, out, quiet=args.quiet, verbose=args.verbose)
     print(f"report: {report}")
     return 0

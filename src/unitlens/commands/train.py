@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from unitlens.commands import add_output_options
 from unitlens.config import StackSettings, apply_overrides, preset
 
 
@@ -27,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--examples", type=int, default=None, help="training examples per layer")
     p.add_argument("--out", type=Path, required=True, help="folder for the checkpoint and its log")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true")
+    add_output_options(p)
     p.set_defaults(run=run)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from unitlens.atomic import write_text
+from unitlens.commands import add_output_options
 from unitlens.errors import UnitlensError
 
 
@@ -30,6 +31,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--restarts", type=int, default=9)
     p.add_argument("--max-steps", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
+    add_output_options(p)
     p.set_defaults(run=run)
 
 

@@ -367,7 +367,7 @@ class _Stack:
             )
         if not ((m >= 0) & (m <= 1)).all():
             raise UnitlensError(
-                f"results {self.name}: layer{layer}/selectivity must be column-normalised into [0, 1]"
+                f"results {self.name}: layer{layer}/selectivity must be normalised into [0, 1]"
             )
         return m.astype(np.float64)
 
@@ -435,6 +435,26 @@ def _restarts_block(stack: _Stack | None, model: str, layer: int, units: Sequenc
     return _column([title, _table(rows, 3 * scale, 2 * scale)], 2 * scale)
 
 
+def _flagged_caption(stacks: dict[str, _Stack | None], layers: Sequence[int], n_units: int) -> str:
+    """A caption naming the shown units that are dead or flat (``unitlens.analysis.flat``): their tiles
+    are stretched to full contrast like the others, but they are not features."""
+    parts = []
+    for model, stack in stacks.items():
+        if stack is None:
+            continue
+        for j in layers:
+            key = f"layer{j}/flat"
+            if j < 2 or key not in stack.arrays:
+                continue
+            every = np.asarray(stack.arrays[key]).reshape(-1)
+            ids = stack.unit_ids(j, int(every.shape[0]))
+            flags = every[:n_units]
+            shown = [int(ids[k]) for k in np.flatnonzero(flags)]
+            if shown:
+                parts.append(f"{model.upper()} L{j} unit{'s' if len(shown) > 1 else ''} {shown}")
+    return ("dead or flat, not features: " + "; ".join(parts)) if parts else ""
+
+
 def layer_figure(
     dbn: Results | None,
     sdae: Results | None,
@@ -484,6 +504,9 @@ def layer_figure(
     main = _table(rows, 4 * scale, 3 * scale)
     restarts = _restarts_block(stacks[restart_model], restart_model, restart_layer, restart_units, scale)
     body = _row([main, restarts], 12 * scale)
+    flagged = _flagged_caption(stacks, layers, n_units)
+    if flagged:
+        body = _column([body, _text(flagged, size - 2)], 2 * scale, centre=False)
     if title:
         body = _column([_text(title, size + 2), body], 2 * scale)
     out = _pad(body, 3 * scale)
@@ -542,8 +565,9 @@ def selectivity_figure(
     ``cell * scale`` square of grey level M[i, j]: 0 black, 1 white. The box ``"matrix"`` holds exactly
     those squares. A matrix whose values all lie close together (top layers saturate: every entry near 1)
     shows as a flat square that way, so a second copy, box ``"matrix_stretched"``, maps its own minimum
-    to black and maximum to white. The caption gives the value range and counts the rows whose diagonal
-    is the row maximum (ties included, as in ``unitlens.analysis.selectivity``).
+    to black and maximum to white. The caption gives the value range, the normalisation (columns sum to 1)
+    and the rows' margins (diagonal minus the largest other entry, as ``unitlens.analysis.selectivity``).
+    ``write_figures`` draws the colour version, ``unitlens.render.plots.selectivity_plot``.
 
     Args:
         results: one stack's arrays.
@@ -580,11 +604,18 @@ def selectivity_figure(
         spread = (m - low) / (high - low) if high > low else np.full_like(m, 0.5)
         label = _text(f"stretched: {low:.4g} black, {high:.4g} white", size - 2)
         panels.append(_column([label, _framed("matrix_stretched", upscale(spread, cell), scale)], 0))
-    diagonal = int((np.diagonal(m) >= m.max(axis=1)).sum())
+    off = np.where(np.eye(n, dtype=bool), -np.inf, m)
+    margin = np.diagonal(m) - off.max(axis=1)
     head = f"{title + ': ' if title else ''}selectivity, layer {layer}"
     caption = [
-        _text(f"rows: x* of unit i, columns: unit j; values {low:.3g} to {high:.3g}", size - 2),
-        _text(f"diagonal = row maximum (ties counted): {diagonal}/{n} rows", size - 2),
+        _text(
+            f"rows: x* of unit i, columns: unit j (each sums to 1); values {low:.3g} to {high:.3g}", size - 2
+        ),
+        _text(
+            f"diagonal above every other entry: {int((margin > 0).sum())}/{n} rows; "
+            f"median margin {float(np.median(margin)):.3g}",
+            size - 2,
+        ),
     ]
     body = _column([_text(head, size), _row(panels, 6 * scale), *caption], scale)
     out = _pad(body, 3 * scale)
@@ -746,6 +777,20 @@ def read_training_log(path: str | Path) -> list[dict[str, float]]:
     return rows
 
 
+def read_finetune(path: str | Path) -> dict[str, Any]:
+    """The fine-tuning results ``results/finetune.json`` as an object (``UnitlensError`` naming the file)."""
+    source = Path(path)
+    try:
+        data = json.loads(source.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UnitlensError(f"{source}: could not read the fine-tuning results ({exc})") from exc
+    except json.JSONDecodeError as exc:
+        raise UnitlensError(f"{source} is damaged: not valid JSON ({exc.msg}, line {exc.lineno})") from exc
+    if not isinstance(data, dict):
+        raise UnitlensError(f"{source}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
 def write_figures(
     results_dir: str | Path, figures_dir: str | Path, *, checkpoints_dir: str | Path | None = None
 ) -> list[Path]:
@@ -759,13 +804,15 @@ def write_figures(
     - ``selectivity_{dataset}_{model}_layer{j}.png`` for each stack's top layer with a matrix;
     - ``figure3.png`` (MNIST and patches DBN samples), ``figure4_{dataset}.png`` for each DBN;
     - ``restart_agreement_{dataset}_{model}.png``, ``am_history_{dataset}_{model}.png`` and
-      ``training_{name}.png`` (``unitlens.render.plots``).
+      ``training_{name}.png`` (``unitlens.render.plots``);
+    - ``finetune_sweep.png`` when ``results_dir/finetune.json`` holds a fine-tuning sweep.
 
     Figures are enlarged (2x for digits, 3x for 12x12 patches) for legibility. Re-running overwrites each
     file atomically with identical bytes.
 
     Raises:
-        UnitlensError: ``results_dir`` missing, a damaged results file, arrays of the wrong shape.
+        UnitlensError: ``results_dir`` missing, a damaged results file (``finetune.json`` included), arrays
+            of the wrong shape.
     """
     # Imported here: matplotlib costs about a second to import and unitlens.results pulls in the whole
     # study pipeline; only writing the files needs them.
@@ -811,9 +858,10 @@ def write_figures(
             for model, stack in stacks.items():
                 results, name = stack.arrays, f"{label} {model.upper()}"
                 with_matrix = [j for j in stack.layers if f"layer{j}/selectivity" in results]
-                if with_matrix:
-                    fig = selectivity_figure(results, layer=with_matrix[-1], title=name, scale=2)
-                    save(f"selectivity_{dataset}_{model}_layer{with_matrix[-1]}.png", fig)
+                for j in with_matrix:
+                    if j >= 2:  # layer 1's optima are its filters: nothing to compare with a control
+                        selectivity = plots.selectivity_plot(results, j, title=name)
+                        save_bytes(f"selectivity_{dataset}_{model}_layer{j}.png", selectivity)
                 agreement = plots.restart_agreement_plot(results, title=name)
                 save_bytes(f"restart_agreement_{dataset}_{model}.png", agreement)
                 save_bytes(
@@ -834,4 +882,14 @@ def write_figures(
             name = log.name[: -len("-log.jsonl")]
             rows = read_training_log(log)
             save_bytes(f"training_{name}.png", plots.training_curves_plot(rows, title=name))
+
+    finetune_path = results_dir / "finetune.json"
+    if finetune_path.is_file():
+        finetune = read_finetune(finetune_path)
+        if finetune.get("sweep"):
+            try:
+                sweep = plots.finetune_sweep_plot(finetune, title="MNIST fine-tuning (claim 7)")
+            except UnitlensError as exc:
+                raise UnitlensError(f"{finetune_path}: {exc}") from exc
+            save_bytes("finetune_sweep.png", sweep)
     return written

@@ -1,9 +1,11 @@
-"""Small matplotlib plots beside the paper's figures: training curves, restart agreement, AM histories.
+"""Small matplotlib plots beside the paper's figures: training curves, restart agreement, AM histories,
+and the fine-tuning sweep behind claim 7.
 
-Each function is pure: it takes rows of a training log or one stack's results arrays
-(``unitlens.results.load_arrays``) and returns the bytes of a PNG; ``unitlens.render.figures.write_figures``
-saves them. Figures are drawn with matplotlib's object-oriented API on an Agg canvas, never through
-``pyplot``: no global figure state, nothing shown, and a user's own backend choice is left alone.
+Each function is pure: it takes rows of a training log, one stack's results arrays
+(``unitlens.results.load_arrays``) or the fine-tuning results, and returns the bytes of a PNG;
+``unitlens.render.figures.write_figures`` saves them. Figures are drawn with matplotlib's object-oriented
+API on an Agg canvas, never through ``pyplot``: no global figure state, nothing shown, and a user's own
+backend choice is left alone.
 Data a plot needs but does not find (an empty history, results without the key) gives a small PNG that
 says so rather than an error; arrays of the wrong shape raise ``UnitlensError``.
 """
@@ -21,9 +23,15 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, FuncFormatter
 
+from unitlens.analysis.claims import FINETUNE_COSINE
 from unitlens.errors import UnitlensError
 
-__all__ = ["activation_history_plot", "restart_agreement_plot", "training_curves_plot"]
+__all__ = [
+    "activation_history_plot",
+    "finetune_sweep_plot",
+    "restart_agreement_plot",
+    "training_curves_plot",
+]
 
 _LAYER_KEY = re.compile(r"^layer(\d+)/")
 _DPI = 100
@@ -220,4 +228,180 @@ def activation_history_plot(results: Mapping[str, np.ndarray], *, n_units: int =
     axes[0].legend(fontsize=7, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
+    return _png(fig)
+
+
+def _rate_values(entry: Mapping[str, Any], key: str, index: int) -> dict[str, float]:
+    """``entry[key]`` of sweep row ``index`` as {name: number}; absent or None values are left out."""
+    values = entry.get(key, {})
+    if not isinstance(values, Mapping):
+        raise UnitlensError(f"finetune sweep[{index}].{key} must be an object, got {values!r}")
+    out: dict[str, float] = {}
+    for name, value in values.items():
+        if value is None:
+            continue
+        if not _is_number(value):
+            raise UnitlensError(f"finetune sweep[{index}].{key}[{name!r}] must be a number, got {value!r}")
+        out[str(name)] = float(value)
+    return out
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _rate(value: Any, where: str) -> float:
+    if not _is_number(value) or not math.isfinite(value) or value <= 0:
+        raise UnitlensError(f"finetune {where} must be a learning rate > 0, got {value!r}")
+    return float(value)
+
+
+def finetune_sweep_plot(finetune: Mapping[str, Any], *, title: str = "") -> bytes:
+    """Claim 7 against the pre-trained layers' fine-tuning rate: AM cosines (left), held-out errors (right).
+
+    Args:
+        finetune: the contents of ``results/finetune.json``: ``sweep``, a list of rows
+            ``{"hidden_learning_rate", "errors": {model: error}, "am_cosine": {"model Lj": cosine}}``;
+            optionally ``hidden_learning_rate`` (the judged rate, marked in both panels) and
+            ``errors["random"]`` (the randomly initialised network, a horizontal line).
+        title: shown above the panels.
+
+    Left: the median cosine between each layer's AM images before and after fine-tuning, one line per
+    "model layer", with the specification's floor (``FINETUNE_COSINE``) dashed. Right: each model's held-out
+    error. The rate axis is logarithmic.
+
+    Returns:
+        PNG bytes; a note when there is no sweep.
+
+    Raises:
+        UnitlensError: a sweep that is not a list of such rows, a rate that is not a number > 0, a value
+            that is not a number.
+    """
+    sweep = finetune.get("sweep")
+    if not sweep:
+        return _note("fine-tuning sweep not measured", title)
+    if not isinstance(sweep, Sequence) or isinstance(sweep, str):
+        raise UnitlensError(f"finetune sweep must be a list of rows, got {type(sweep).__name__}")
+    rows: list[tuple[float, dict[str, float], dict[str, float]]] = []
+    for i, entry in enumerate(sweep):
+        if not isinstance(entry, Mapping):
+            raise UnitlensError(f"finetune sweep[{i}] must be an object, got {entry!r}")
+        rate = _rate(entry.get("hidden_learning_rate"), f"sweep[{i}].hidden_learning_rate")
+        rows.append((rate, _rate_values(entry, "errors", i), _rate_values(entry, "am_cosine", i)))
+    rows.sort(key=lambda r: r[0])
+    judged = finetune.get("hidden_learning_rate")
+    judged = None if judged is None else _rate(judged, "hidden_learning_rate")
+    top_errors = finetune.get("errors", {})
+    if not isinstance(top_errors, Mapping):
+        raise UnitlensError(f"finetune errors must be an object, got {top_errors!r}")
+    random_error = top_errors.get("random")
+    if random_error is not None and not _is_number(random_error):
+        raise UnitlensError(f"finetune errors['random'] must be a number, got {random_error!r}")
+
+    fig = _figure(2)
+    fig.set_size_inches(2 * _PANEL[0] + 0.6, _PANEL[1] + 0.75)
+    left, right = fig.subplots(1, 2)
+    keys = sorted({k for _, _, cos in rows for k in cos})
+    models = sorted({k for _, err, _ in rows for k in err if k != "random"} | {k.split(" ")[0] for k in keys})
+    colour = {m: f"C{i % 10}" for i, m in enumerate(models)}  # one colour per model in both panels
+    styles: dict[str, str] = {}
+    for key in keys:
+        model, _, layer = key.partition(" ")
+        style = styles.setdefault(layer, ("-", "-.", ":")[len(styles) % 3])
+        points = [(rate, cos[key]) for rate, _, cos in rows if key in cos]
+        left.plot(
+            *zip(*points, strict=True), color=colour[model], ls=style, marker="o", ms=3, lw=1, label=key
+        )
+    left.axhline(FINETUNE_COSINE, color="0.3", ls="--", lw=1, label=f"floor {FINETUNE_COSINE:g}")
+    left.set_ylabel("median AM cosine, before vs after", fontsize=8)
+    for model in sorted({k for _, err, _ in rows for k in err if k != "random"}):
+        points = [(rate, err[model]) for rate, err, _ in rows if model in err]
+        right.plot(
+            *zip(*points, strict=True), color=colour[model], marker="o", ms=3, lw=1, label=model.upper()
+        )
+    if random_error is not None:
+        right.axhline(float(random_error), color="0.3", ls="--", lw=1, label="random initialisation")
+    right.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.1%}"))
+    right.set_ylabel("held-out error", fontsize=8)
+    for ax in (left, right):
+        if judged is not None:
+            ax.axvline(judged, color="C3", ls=":", lw=1.2, label=f"judged rate {judged:g}")
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.set_xlabel("hidden-layer learning rate (log scale)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3, lw=0.5)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _png(fig)
+
+
+_SELECTIVITY_PANELS = (
+    ("selectivity", "AM optima"),
+    ("control_selectivity", "shuffled-weights control"),
+    ("exemplar_selectivity", "top data exemplars"),
+)
+
+
+def _margins(m: np.ndarray) -> np.ndarray:
+    """(U,) per row: the diagonal minus the largest other entry (as ``unitlens.analysis.selectivity``)."""
+    off = np.where(np.eye(m.shape[0], dtype=bool), -np.inf, m)
+    return np.diagonal(m) - off.max(axis=1)
+
+
+def selectivity_plot(results: Mapping[str, np.ndarray], layer: int, *, title: str = "") -> bytes:
+    """The selectivity matrix of ``layer`` as a heat map with a colour scale, beside the shuffled control's
+    and the top exemplars' where the results hold them, and each matrix's row margins.
+
+    Reads ``layer{j}/selectivity`` and, when present, ``layer{j}/control_selectivity`` and
+    ``layer{j}/exemplar_selectivity``: (Us, Us) matrices whose columns sum to 1 (rows: each unit's
+    pattern, columns: the units' responses). All heat maps share one colour scale, so the diagonals compare
+    at a glance; the bottom row plots each row's margin (diagonal minus largest other entry: > 0 when the
+    pattern excites its own unit most), with the median in the panel's title.
+
+    Returns:
+        PNG bytes; a note when the layer has no matrix.
+    """
+    key = f"layer{layer}/selectivity"
+    if key not in results:
+        return _note(f"no selectivity matrix for layer {layer}", title)
+    panels = []
+    for name, label in _SELECTIVITY_PANELS:
+        full = f"layer{layer}/{name}"
+        if full not in results:
+            continue
+        m = _array(results, full, 2).astype(np.float64)
+        if m.shape[0] != m.shape[1] or m.shape[0] < 2:
+            raise UnitlensError(f"{full} must be a square matrix of at least 2 units, got {m.shape}")
+        if not np.isfinite(m).all() or (m < 0).any():
+            raise UnitlensError(f"{full} must hold finite values >= 0")
+        panels.append((label, m))
+    vmax = max(float(m.max()) for _, m in panels) or 1.0
+    fig = _figure(len(panels), 2)
+    grid = fig.subplots(2, len(panels), squeeze=False, height_ratios=(3, 1.3))
+    image = None
+    for col, (label, m) in enumerate(panels):
+        ax = grid[0, col]
+        image = ax.imshow(m, cmap="viridis", vmin=0.0, vmax=vmax, interpolation="nearest")
+        ax.set_title(label, fontsize=8)
+        ax.set_xlabel("unit j (response)", fontsize=7)
+        ax.set_ylabel("pattern of unit i", fontsize=7)
+        ax.tick_params(labelsize=6)
+        margin = _margins(m)
+        bx = grid[1, col]
+        bx.bar(np.arange(m.shape[0]), margin, color=np.where(margin > 0, "C0", "C3"), width=0.9)
+        bx.axhline(0.0, color="0.3", lw=0.8)
+        bx.set_title(
+            f"row margins: median {np.median(margin):.3f}, {np.mean(margin > 0):.0%} > 0", fontsize=7
+        )
+        bx.set_xlabel("row i", fontsize=7)
+        bx.tick_params(labelsize=6)
+    grid[1, 0].set_ylabel("margin", fontsize=7)
+    if image is not None:
+        bar = fig.colorbar(image, ax=list(grid[0]), shrink=0.8)
+        bar.set_label("share of unit j's response (columns sum to 1)", fontsize=7)
+        bar.ax.tick_params(labelsize=6)
+    fig.suptitle(f"{title + ': ' if title else ''}selectivity, layer {layer}", fontsize=10)
     return _png(fig)

@@ -115,7 +115,7 @@ def finetune(
     )
     result = FinetuneResult()
     seen, running, count = 0, 0.0, 0
-    progress = Progress(config.examples, "fine-tune", quiet=quiet)
+    progress = Progress(config.examples, "fine-tune", quiet=quiet, unit="examples")
     start = time.perf_counter()
     while seen < config.examples:
         x, y = batches.next_batch()
@@ -129,9 +129,10 @@ def finetune(
         if config.schedule == "linear":
             for group, rate in zip(optimizer.param_groups, rates, strict=True):
                 group["lr"] = rate * max(0.0, 1.0 - seen / config.examples)
-        running += float(loss.detach()) * x.shape[0]
+        value = float(loss.detach())
+        running += value * x.shape[0]
         count += x.shape[0]
-        progress.update(x.shape[0])
+        progress.update(x.shape[0], loss=value)
         if seen % config.eval_every < x.shape[0] or seen >= config.examples:
             result.history.append(
                 {

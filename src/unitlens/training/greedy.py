@@ -242,8 +242,13 @@ def _train_layer(
     else:
         trainer.load_state_dict(state.trainer)
     monitor_codes = layer_input(monitor)
-    progress = Progress(total, f"layer {k} ({type(layer).__name__})", quiet=quiet)
-    progress.done = state.examples_seen
+    progress = Progress(
+        total,
+        f"layer {k} ({type(layer).__name__})",
+        quiet=quiet,
+        unit="examples",
+        initial=state.examples_seen,
+    )
     start = time.perf_counter()
     seconds_before = next((r["seconds"] for r in reversed(state.history) if r["layer"] == k), 0.0)
     loss_sum, loss_count = state.pending_loss, state.pending_count

@@ -4,8 +4,15 @@ For unit i of a layer, find the input x* that maximizes the unit's activation h_
 (rho: the data set's mean input norm). The procedure is projected gradient ascent:
 
 1. start from x with i.i.d. Uniform[0, 1] pixels, rescaled to norm rho;
-2. repeat: x <- x + lr * grad h_i(x), then rescale x back to norm rho (per input, over all its pixels);
-3. stop a restart when its activation no longer increases by more than ``tol`` relative, or at ``max_steps``.
+2. repeat: x' <- x + lr * grad h_i(x), rescaled back to norm rho (per input, over all its pixels); keep x'
+   if it raises the activation, else stay at x and halve that restart's lr;
+3. stop a restart when x is a constrained optimum to ``gtol``: the gradient's component along the sphere
+   is at most ``gtol`` of its norm (at an optimum the gradient points along x); or at ``max_steps``.
+
+The projected-gradient rule replaced a relative-increase rule (stop when the activation rose by less than
+1e-5 relative): that rule stopped at points where the tangential gradient was still 2-15% of the gradient,
+and, since a rise of 1e-5 is close to float32 rounding, whether a restart stopped could hinge on how its
+batch was rounded.
 
 There is no clipping to [0, 1] (the paper found it worse); ``box`` adds it as an option for comparison.
 
@@ -21,10 +28,11 @@ the gradient back-propagated by hand (dx = (delta * h(1 - h)) @ W, layer by laye
 caller's generator and the unit's index. So a run on units [3, 7] and a run on unit 7 alone (with the
 caller's generator in the same state) start unit 7 from the same inputs, and ``chunk_size`` only changes how
 many inputs share a matrix product (each batch's starts are drawn when it begins, from those per-unit
-generators, so memory stays bounded by the batch). Results then agree up to float rounding: BLAS kernels may
-round a matrix product over a few rows differently from one over many. The automatic step size depends on
-the units requested (the median gradient runs over them): to compare a subset with a full-layer run, pass
-the full run's ``learning_rate``.
+generators, so memory stays bounded by the batch). Every stop rule reads only the restart's own values,
+so results agree up to float rounding: BLAS kernels may round a matrix product over a few rows
+differently from one over many. The automatic step size is
+chosen on the layer's reference units (its first ``lr_selection_units``), never on the units requested, so
+a run on a subset of a layer, in chunks, or split across processes gives each unit the same x*.
 
 References:
     D. Erhan, Y. Bengio, A. Courville, P. Vincent. Visualizing Higher-Layer Features of a Deep Network.
@@ -48,9 +56,17 @@ from unitlens.models.stack import LayerStack
 CHANNEL_REDUCTIONS = ("center", "mean")
 # The step size is c * rho / median ||gradient at the starts||, c among these (spec, section 3).
 DEFAULT_LR_CANDIDATES = (0.1, 0.2, 0.5, 1.0)
-# The relative-increase rule compares the gain with tol * |a|, |a| floored here so that an activation of
-# exactly zero does not stop a restart that is still moving.
-_ACTIVATION_FLOOR = 1e-8
+# Stationarity at which a restart stops by default: the gradient's component along the constraint is 1% of
+# its norm. The relative-increase rule it replaced stopped at 2-15%; running on to float precision from
+# 1% moved no quick-run optimum by more than 1 - cos = 1e-5 (docs/decisions.md).
+DEFAULT_GTOL = 1e-2
+# A restart whose step was halved this many times in a row without raising its activation is at a maximum
+# to float precision: with float32 activations, the quick run's optima stall at a stationarity of 3e-3 to
+# 1e-2 (docs/decisions.md), so this rule, not ``gtol``, ends the restarts that would need more.
+_MAX_REJECTIONS = 10
+# Activations this close (relative) count as the same when picking a unit's best restart: far above float32
+# rounding of a matrix product (1e-6 relative), far below the gaps between distinct optima.
+BEST_RTOL = 1e-4
 _MASK64 = (1 << 64) - 1
 
 
@@ -69,8 +85,12 @@ class AMResult:
             start. S is the most steps any restart ran (an undone step counts; at most ``max_steps``); a
             stopped restart's final value is held.
         best: (U,) int64 index of each unit's best restart (highest final activation; the first on ties).
-        learning_rate: the step size used (one for the whole layer).
+        learning_rate: the initial step size of every restart (one for the whole layer).
         norm: the norm constraint rho.
+        start_gradient_norm: (U, R) ||gradient|| at each projected start.
+        stationarity: (U, R) at x*, the share of the gradient along the constraint (0 at an optimum).
+        reference_gradient_norm: median ||gradient|| at the starts of the layer's reference units (the
+            scale the step size is chosen from), whichever units were requested.
     """
 
     units: Tensor
@@ -82,6 +102,9 @@ class AMResult:
     best: Tensor
     learning_rate: float
     norm: float
+    start_gradient_norm: Tensor
+    stationarity: Tensor
+    reference_gradient_norm: float
 
     def best_x(self) -> Tensor:
         """(U, *input_shape) each unit's best restart."""
@@ -316,13 +339,39 @@ def _project_(x: Tensor, norm: float, box: tuple[float, float] | None) -> Tensor
     return x.mul_(scale)
 
 
+def _stationarity(x: Tensor, grad: Tensor, norm: float, box: tuple[float, float] | None) -> Tensor:
+    """(n,) how far each input is from a constrained optimum: 0 there, at most 1 (up to rounding).
+
+    On the sphere it is ||g_t|| / ||g||, the share of the gradient g that lies along the sphere (g_t: g
+    less its component along x); at a constrained optimum the gradient points along x, so g_t = 0. With a
+    box it is the length of a short projected step along g divided by the step's own length (the projected
+    gradient mapping), which reads the same on the sphere and also accounts for the box's faces. An input
+    whose gradient is zero is a stationary point: 0.
+    """
+    gnorm = torch.linalg.vector_norm(grad, dim=1)
+    tiny = torch.finfo(grad.dtype).tiny
+    safe = gnorm.clamp_min(tiny)
+    if box is None:
+        radial = (grad * x).sum(dim=1) / (x * x).sum(dim=1).clamp_min(tiny)
+        ratio = torch.linalg.vector_norm(grad - radial[:, None] * x, dim=1) / safe
+    else:
+        # A step of a thousandth of the norm: small enough to read the first-order mapping, large enough
+        # that float32 rounding of x (relative 1e-7) stays far below it.
+        tau = 1e-3 * norm
+        moved = _project_(x + grad * (tau / safe)[:, None], norm, box) - x
+        ratio = torch.linalg.vector_norm(moved, dim=1) / tau
+    return torch.where(gnorm > tiny, ratio, torch.zeros_like(ratio))
+
+
 @dataclass(frozen=True)
 class _Run:
     x: Tensor  # (N, D)
     activation: Tensor  # (N,)
-    steps: Tensor  # (N,)
+    steps: Tensor  # (N,) accepted steps
     converged: Tensor  # (N,)
     history: Tensor  # (S + 1, N)
+    start_gradient_norm: Tensor  # (N,)
+    stationarity: Tensor  # (N,) at the final input
 
 
 def _gradient_norms(
@@ -352,22 +401,31 @@ def _ascend(
     norm: float,
     box: tuple[float, float] | None,
     max_steps: int,
-    tol: float | None,
+    gtol: float | None,
     chunk: int,
 ) -> _Run:
-    """Projected gradient ascent of every input, ``chunk`` inputs per batch."""
+    """Projected gradient ascent of every input, ``chunk`` inputs per batch.
+
+    Each input keeps its own step size, ``learning_rate`` at first and halved whenever a step would lower
+    (or not raise) its activation: that step is rejected and the input stays where it was. An input stops
+    when its stationarity (:func:`_stationarity`) is at most ``gtol``, after ``_MAX_REJECTIONS`` rejected
+    steps in a row (no step along the gradient raises the activation: a maximum to float precision), or
+    at ``max_steps`` tries. Every rule reads only the input's own values, so an input's path
+    does not depend on which other inputs share its batch.
+    """
     total, dim = owners.numel(), objective.n_inputs
     device = owners.device
     like = torch.empty(0, dtype=starts.dtype, device=starts.device)
     x_out = like.new_empty(total, dim)
     act_out = like.new_empty(total)
+    start_norm_out = like.new_empty(total)
+    stationarity_out = like.new_empty(total)
     steps_out = torch.zeros(total, dtype=torch.long, device=device)
     converged_out = torch.zeros(total, dtype=torch.bool, device=device)
     last_step = torch.zeros(total, dtype=torch.long, device=device)  # the step at which each one stopped
     # history[t] is allocated when some input first reaches step t: memory follows the steps actually run.
     history: list[Tensor] = [like.new_empty(total)]
-    # Two input buffers: the step writes the new inputs into the spare one, so that a step that lowered
-    # the activation can be undone without a copy.
+    # Two input buffers: a step writes the trial inputs into the spare one, and the accepted rows are kept.
     current_buffer = like.new_empty(min(chunk, total), dim)
     spare_buffer = torch.empty_like(current_buffer)
 
@@ -380,49 +438,65 @@ def _ascend(
         current.copy_(starts.rows(lo, hi))
         _project_(current, norm, box)
         activation, grad = objective.evaluate(current)
+        grad = grad.clone()  # the objective may overwrite its gradient buffer on the next call
         history[0][lo:hi] = activation
-        if max_steps == 0:
-            x_out[lo:hi] = current
-            act_out[lo:hi] = activation
+        start_norm_out[lo:hi] = torch.linalg.vector_norm(grad, dim=1)
+        rate = torch.full((n,), learning_rate, dtype=starts.dtype, device=device)
+        accepted = torch.zeros(n, dtype=torch.long, device=device)
+        rejected = torch.zeros(n, dtype=torch.long, device=device)  # rejections in a row
         step = 0
-        while n > 0 and step < max_steps:
+        while n > 0:
+            ratio = _stationarity(current, grad, norm, box)
+            converged = rejected >= _MAX_REJECTIONS
+            if gtol is not None:
+                converged |= ratio <= gtol
+            done = converged | torch.full_like(converged, step >= max_steps)
+            if bool(done.any()):
+                finished = done.nonzero().squeeze(1)
+                where = position[finished]
+                x_out[where] = current[finished]
+                act_out[where] = activation[finished]
+                stationarity_out[where] = ratio[finished]
+                steps_out[where] = accepted[finished]
+                converged_out[where] = converged[finished]
+                last_step[where] = step
+                kept = (~done).nonzero().squeeze(1)
+                n = kept.numel()
+                if n == 0:
+                    break
+                position, activation, rate = position[kept], activation[kept], rate[kept]
+                accepted, rejected, grad = accepted[kept], rejected[kept], grad.index_select(0, kept)
+                objective.keep(kept)
+                # The surviving inputs move into the spare buffer, which then becomes the current one.
+                current = torch.index_select(current, 0, kept, out=spare_buffer[:n])
+                current_buffer, spare_buffer = spare_buffer, current_buffer
             step += 1
-            new = torch.add(current, grad, alpha=learning_rate, out=spare_buffer[:n])
-            _project_(new, norm, box)
-            new_activation, grad = objective.evaluate(new)
-            if tol is None:
-                stop = torch.zeros(n, dtype=torch.bool, device=device)
+            trial = torch.addcmul(current, rate[:, None], grad, out=spare_buffer[:n])
+            _project_(trial, norm, box)
+            trial_activation, trial_grad = objective.evaluate(trial)
+            better = trial_activation > activation
+            if bool(better.all()):
+                current, current_buffer, spare_buffer = trial, spare_buffer, current_buffer
+                activation = trial_activation
+                grad.copy_(trial_grad)
+                accepted += 1
+                rejected.zero_()
             else:
-                threshold = activation.abs().clamp_min_(_ACTIVATION_FLOOR).mul_(tol)
-                stop = (new_activation - activation) <= threshold
-            undo = stop & (new_activation < activation)
-            now = torch.where(undo, activation, new_activation)
+                moved = better.nonzero().squeeze(1)
+                current.index_copy_(0, moved, trial.index_select(0, moved))
+                grad.index_copy_(0, moved, trial_grad.index_select(0, moved))
+                activation = torch.where(better, trial_activation, activation)
+                accepted += better.long()
+                rejected = torch.where(better, 0, rejected + 1)
+                rate = torch.where(better, rate, rate * 0.5)
             if step == len(history):
                 history.append(like.new_empty(total))
-            history[step][position] = now
-            done = stop if step < max_steps else torch.ones_like(stop)
-            if not bool(done.any()):
-                activation = now
-                current, current_buffer, spare_buffer = new, spare_buffer, current_buffer
-                continue
-            finished = done.nonzero().squeeze(1)
-            where = position[finished]
-            x_out[where] = torch.where(undo[finished, None], current[finished], new[finished])
-            act_out[where] = now[finished]
-            steps_out[where] = step - undo[finished].long()
-            converged_out[where] = stop[finished]
-            last_step[where] = step
-            kept = (~done).nonzero().squeeze(1)
-            n = kept.numel()
-            position, activation, grad = position[kept], now[kept], grad.index_select(0, kept)
-            objective.keep(kept)
-            # The surviving inputs move into the buffer of the old inputs, which are no longer needed.
-            current = torch.index_select(new, 0, kept, out=current_buffer[:n])
+            history[step][position] = activation
 
     # Entries after an input stopped were never written: they hold its final activation.
     step_index = torch.arange(len(history), device=device)[:, None]
     held = torch.where(step_index > last_step[None, :], act_out[None, :], torch.stack(history))
-    return _Run(x_out, act_out, steps_out, converged_out, held)
+    return _Run(x_out, act_out, steps_out, converged_out, held, start_norm_out, stationarity_out)
 
 
 # ------------------------------------------------------------------------------------------- validation
@@ -504,6 +578,20 @@ def _check_shape(input_shape: Sequence[int] | None, n_inputs: int | None) -> tup
 # ------------------------------------------------------------------------------------------------ public
 
 
+def best_restart(activation: Tensor, rtol: float = BEST_RTOL) -> Tensor:
+    """(U, R) final activations -> (U,) int64 index of each unit's best restart.
+
+    The first restart whose activation is within ``rtol`` * max(|best|, 1) of the unit's highest: restarts
+    that reached the same optimum differ only by rounding, and a plain argmax would pick among them by how
+    the batch was rounded (so by ``chunk_size``), not by anything about the unit.
+    """
+    if activation.ndim != 2 or activation.shape[1] == 0:
+        raise UnitlensError(f"activation must have shape (units, restarts), got {tuple(activation.shape)}")
+    top = activation.amax(dim=1, keepdim=True)
+    close = activation >= top - rtol * top.abs().clamp_min(1.0)
+    return close.to(torch.uint8).argmax(dim=1)  # argmax returns the first maximum: the first close one
+
+
 def maximize_activation(
     model: nn.Module,
     layer: int | str | nn.Module,
@@ -513,9 +601,9 @@ def maximize_activation(
     norm: float,
     learning_rate: float | None = None,
     lr_candidates: tuple[float, ...] = DEFAULT_LR_CANDIDATES,
-    lr_selection_units: int | None = 100,
+    lr_selection_units: int | None = 36,
     max_steps: int = 1000,
-    tol: float | None = 1e-5,
+    gtol: float | None = DEFAULT_GTOL,
     box: tuple[float, float] | None = None,
     generator: torch.Generator,
     input_shape: Sequence[int] | None = None,
@@ -531,20 +619,22 @@ def maximize_activation(
         units: indices of the units (or channels) to visualize; None means all of the layer's.
         restarts: random starts per unit (the paper's 9).
         norm: the norm constraint rho, typically the data set's mean input norm.
-        learning_rate: the step size; None picks it for the whole layer as c * rho / median ||gradient||
-            at the starts, c among ``lr_candidates`` giving the highest mean final activation. Every
-            candidate starts from the same inputs, so the result equals a run with ``learning_rate`` set
-            to the chosen value. The median runs over the requested units, so pass an explicit step size
-            to compare a subset of units with a full-layer run.
+        learning_rate: the initial step size of every restart; None picks it for the whole layer as
+            c * rho / median ||gradient|| at the starts of the layer's reference units (see
+            ``lr_selection_units``), c among ``lr_candidates`` giving the highest mean final activation
+            there. The result equals a run with ``learning_rate`` set to the chosen value.
         lr_candidates: the constants c tried when ``learning_rate`` is None (each costs one run of the
-            selection units).
-        lr_selection_units: the step size is chosen on the first this many requested units (all their
-            restarts, the same starts as the full run), then every unit runs once with it; None chooses on
-            every unit (each candidate then costs a full run: on 1000-unit layers, 4x the time).
-        max_steps: cap on gradient steps per restart.
-        tol: stop a restart when its activation rises by no more than ``tol`` * max(|a|, 1e-8) in a step
-            (a step that lowers the activation is undone and stops it too); None never stops before
-            ``max_steps`` and keeps every step.
+            reference units).
+        lr_selection_units: the reference units are the layer's first this many units (None: all of them),
+            whichever units are requested: the step size, and so every unit's result, is the same in a
+            run on a subset of the layer as in a run on the whole layer. 36, the units the paper shows: a
+            request of exactly those reuses the selection run.
+        max_steps: cap on gradient steps tried per restart (a rejected step counts).
+        gtol: stop a restart when the gradient's component along the constraint is at most ``gtol`` times
+            the gradient's norm (with a box: the projected-gradient mapping, see ``_stationarity``): x* is
+            then a constrained optimum to that precision. A step that would not raise the activation is
+            rejected and halves that restart's step size; 10 rejections in a row stop it too (a maximum to
+            float precision). None stops only at ``max_steps``.
         box: optional (lo, hi) with lo <= 0 <= hi: after each step x is clamped to the box, then shrunk
             onto the sphere if its norm exceeds rho (it may end up shorter than rho). The spec's default is
             no box; the paper's comparison used [0, 1].
@@ -555,7 +645,8 @@ def maximize_activation(
         channel_reduce: for a module whose output is (batch, C, *spatial), a channel's activation is its
             centre value (``"center"``, element size // 2 along each spatial axis) or its spatial mean
             (``"mean"``).
-        chunk_size: inputs per batch (None: all units x restarts at once); bounds memory, not results.
+        chunk_size: inputs per batch (None: all units x restarts at once); bounds memory, not results
+            (which agree up to float rounding of the matrix products, see the module docstring).
 
     Returns:
         An :class:`AMResult` holding every restart.
@@ -566,10 +657,12 @@ def maximize_activation(
     restarts = _check_count("restarts", restarts, 1)
     norm = _check_number("norm", norm)
     max_steps = _check_count("max_steps", max_steps, 0)
-    if tol is not None:
-        tol = _check_number("tol", tol, positive=False)
-        if tol < 0:
-            raise UnitlensError(f"tol must be >= 0 or None, got {tol!r}")
+    if gtol is not None:
+        gtol = _check_number("gtol", gtol, positive=False)
+        if not 0.0 <= gtol < 1.0:
+            raise UnitlensError(
+                f"gtol is a share of the gradient's norm and must lie in [0, 1), got {gtol!r}"
+            )
     if learning_rate is not None:
         learning_rate = _check_number("learning_rate", learning_rate)
     if lr_selection_units is not None and (isinstance(lr_selection_units, bool) or lr_selection_units < 1):
@@ -604,7 +697,8 @@ def maximize_activation(
                     f"layer must be an int in 1..{model.n_layers} (1-based) for this stack, got {layer!r}"
                 )
             shape = _check_shape(input_shape, model.n_inputs)
-            unit_list = _check_units(units, model.layer_sizes[layer], f"layer {layer}")
+            n_layer_units = model.layer_sizes[layer]
+            unit_list = _check_units(units, n_layer_units, f"layer {layer}")
             objective = _StackObjective(model, layer)
             dtype, device = model.dtype, model.device
         else:
@@ -618,54 +712,65 @@ def maximize_activation(
             objective = hooked = _ModuleObjective(model, module, name, shape, channel_reduce)
             with torch.no_grad():
                 probe = objective.forward(torch.zeros(1, *shape, dtype=dtype, device=device))
-            unit_list = _check_units(units, objective.n_units(probe), f"layer {name!r}")
+            n_layer_units = objective.n_units(probe)
+            unit_list = _check_units(units, n_layer_units, f"layer {name!r}")
 
         base_seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device).item())
-        starts = _Starts(base_seed, unit_list, restarts, objective.n_inputs, dtype, device, generator.device)
-        unit_tensor = torch.tensor(unit_list, dtype=torch.long, device=device)
-        owners = unit_tensor.repeat_interleave(restarts)
-        chunk = chunk_size if chunk_size is not None else owners.numel()
 
-        def ascend(rate: float, rows: Tensor = owners) -> _Run:
+        def rows_of(unit_ids: list[int]) -> tuple[_Starts, Tensor]:
+            """Each unit's starts (seeded by the unit's index alone) and the owner of each input row."""
+            unit_starts = _Starts(
+                base_seed, unit_ids, restarts, objective.n_inputs, dtype, device, generator.device
+            )
+            ids = torch.tensor(unit_ids, dtype=torch.long, device=device)
+            return unit_starts, ids.repeat_interleave(restarts)
+
+        starts, owners = rows_of(unit_list)
+        n_reference = n_layer_units if lr_selection_units is None else min(lr_selection_units, n_layer_units)
+        reference = list(range(n_reference))
+        reference_starts, reference_owners = rows_of(reference)
+        chunk = chunk_size if chunk_size is not None else max(owners.numel(), reference_owners.numel())
+
+        def ascend(rate: float, unit_starts: _Starts = starts, rows: Tensor = owners) -> _Run:
             return _ascend(
                 objective,
-                starts,
+                unit_starts,
                 rows,
                 learning_rate=rate,
                 norm=norm,
                 box=box,
                 max_steps=max_steps,
-                tol=tol,
+                gtol=gtol,
                 chunk=chunk,
             )
 
         with torch.no_grad():
+            # The layer's scale of gradients, on its reference units whatever was requested: it sets the
+            # step size and tells flat units apart (AMResult.reference_gradient_norm).
+            median = float(
+                _gradient_norms(objective, reference_starts, reference_owners, norm, box, chunk).median()
+            )
             if learning_rate is not None:
                 run = ascend(learning_rate)
             else:
-                median = float(_gradient_norms(objective, starts, owners, norm, box, chunk).median())
                 if not math.isfinite(median) or median <= 0:
                     raise UnitlensError(
                         f"the median gradient norm at the starts is {median}, so the step size cannot be "
                         "picked from it; pass learning_rate"
                     )
                 best_mean = -math.inf
-                n_select = (
-                    len(unit_list) if lr_selection_units is None else min(lr_selection_units, len(unit_list))
-                )
-                # The starts are drawn per unit, so the first units' rows are the same in both runs.
-                selection = owners[: n_select * restarts]
+                chosen: _Run | None = None
                 for c in candidates:
                     rate = c * norm / median
-                    trial = ascend(rate, selection)
+                    trial = ascend(rate, reference_starts, reference_owners)
                     mean = float(trial.activation.double().mean())
                     # Strictly greater: on a tie the smaller (earlier) candidate wins.
                     if mean > best_mean:
-                        best_mean, run, learning_rate = mean, trial, rate
-                if run is None or learning_rate is None:
+                        best_mean, chosen, learning_rate = mean, trial, rate
+                if chosen is None or learning_rate is None:
                     raise UnitlensError("the final activations are not finite for any step size candidate")
-                if selection.numel() < owners.numel():
-                    run = ascend(learning_rate)
+                # A request of exactly the reference units is the trial run itself.
+                run = chosen if unit_list == reference else ascend(learning_rate)
     finally:
         if hooked is not None:
             hooked.remove()
@@ -676,13 +781,16 @@ def maximize_activation(
     n_units = len(unit_list)
     activation = run.activation.view(n_units, restarts)
     return AMResult(
-        units=unit_tensor,
+        units=torch.tensor(unit_list, dtype=torch.long, device=device),
         x=run.x.view(n_units, restarts, *shape),
         activation=activation,
         steps=run.steps.view(n_units, restarts),
         converged=run.converged.view(n_units, restarts),
         history=run.history.view(-1, n_units, restarts),
-        best=activation.argmax(dim=1),
+        best=best_restart(activation),
         learning_rate=learning_rate,
         norm=norm,
+        start_gradient_norm=run.start_gradient_norm.view(n_units, restarts),
+        stationarity=run.stationarity.view(n_units, restarts),
+        reference_gradient_norm=median,
     )

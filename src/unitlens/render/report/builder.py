@@ -77,21 +77,35 @@ FLOAT_KEYS = (
     "lc_vs_am",
     "samples_vs_am",
 )
-INT_KEYS = ("units", "am_best", "am_steps", "am_converged")
+INT_KEYS = ("units", "am_best", "am_steps", "am_converged", "flat", "dead")
 
 _FIGURE_CAPTIONS = {
     "figure1": "Figure 1: layer-1 filters and the AM optima of layers 2 and 3, DBN and SDAE",
     "figure2": "Figure 2: the same for natural image patches",
     "figure3": "Figure 3: samples of DBN layer-2 units, clamped on (one row per unit)",
     "figure4": "Figure 4: DBN layer 2, mean of clamped samples | linear combination | AM",
+    "finetune_sweep": (
+        "Fine-tuning sweep (claim 7): median cosine of the AM images before/after fine-tuning, and held-out "
+        "error, against the pre-trained layers' learning rate; the claim's verdict depends on this rate and "
+        "is judged at the marked one"
+    ),
 }
 _DATASET_WORDS = {"mnist": "MNIST", "patches": "12x12 patches", "patches20": "20x20 patches"}
 
+# verdict -> (CSS class, mark, words): the mark and the words tell the states apart without colour.
 _VERDICTS = {
-    True: ("holds", "holds"),
-    False: ("fails", "does not hold"),
-    None: ("unmeasured", "not measured"),
+    "holds": ("holds", "\u2714", "holds"),
+    "holds_control_too": ("control", "\u2248", "holds, but so does the control"),
+    "fails": ("fails", "\u2718", "fails"),
+    "not_measured": ("unmeasured", "\u2013", "not measured"),
+    "descriptive": ("descriptive", "\u2139", "descriptive"),
 }
+_OLD_VERDICTS = {True: "holds", False: "fails", None: "not_measured"}
+
+
+def _verdict_of(claim: dict[str, Any]) -> str:
+    """A claim's verdict; a claims.json written before verdicts existed has only ``holds``."""
+    return str(claim.get("verdict") or _OLD_VERDICTS[claim.get("holds")])
 
 
 @dataclass(frozen=True)
@@ -241,6 +255,11 @@ def _check_claims(path: Path, doc: Any) -> tuple[dict[str, Any], ...]:
             raise UnitlensError(
                 f"{path}: claim [{i}] field 'holds' must be true, false or null, got {c['holds']!r}"
             )
+        if "verdict" in c and c["verdict"] not in _VERDICTS:
+            raise UnitlensError(
+                f"{path}: claim [{i}] field 'verdict' must be one of {sorted(_VERDICTS)}, "
+                f"got {c['verdict']!r}"
+            )
     return tuple(doc)
 
 
@@ -371,10 +390,14 @@ def _layer_payload(stack: StackResults, j: int) -> dict[str, Any]:
         diag = np.diag(s).copy()
         others = np.where(np.eye(us, dtype=bool), -np.inf, s)
         # Values are column-normalised activations in [0, 1]: one absolute scale, no per-row stretch.
-        q = np.rint(np.clip(np.nan_to_num(s), 0.0, 1.0) * 255.0).astype(np.uint8)
+        # Columns sum to 1, so values are small: one scale for the whole matrix, its maximum, said beside it.
+        top = float(np.nan_to_num(s).max()) or 1.0
+        q = np.rint(np.clip(np.nan_to_num(s) / top, 0.0, 1.0) * 255.0).astype(np.uint8)
         out["selectivity"] = {
             "n": us,
             "data": encode_images(q),
+            "scale_max": _number(top, 4),
+            "margin": _floats(diag - others.max(axis=1)) if us > 1 else [None] * us,
             "diagonal": _floats(diag),
             "max_other": _floats(others.max(axis=1)) if us > 1 else [None] * us,
             "argmax_other": others.argmax(axis=1).tolist() if us > 1 else [None] * us,
@@ -494,23 +517,30 @@ def _claims_section(run: RunContents) -> str:
             + '<p class="note">No <code>results/claims.json</code>: the claims were not measured.</p>'
             + "</section>"
         )
-    counts = {v: sum(1 for c in run.claims if c.get("holds") is v) for v in (True, False, None)}
+    verdicts = [_verdict_of(c) for c in run.claims]
+    counts = {v: verdicts.count(v) for v in _VERDICTS}
     summary = (
-        f"<p>Section 7 of the paper: {counts[True]} hold, {counts[False]} do not hold, "
-        f"{counts[None]} not measured.</p>"
+        f"<p>Section 7 of the paper: {counts['holds']} hold, {counts['holds_control_too']} hold but so does "
+        f"the shuffled-weights control (no evidence about training), {counts['fails']} fail, "
+        f"{counts['not_measured']} not measured, {counts['descriptive']} descriptive.</p>"
     )
     rows = []
-    for c in run.claims:
-        cls, word = _VERDICTS[c.get("holds")]
+    for c, verdict in zip(run.claims, verdicts, strict=True):
+        cls, mark, word = _VERDICTS[verdict]
+        control = c.get("control")
+        rule = c.get("rule", "")
+        detail = c.get("detail", "")
         rows.append(
-            f'<tr class="claim-{cls}"><th scope="row">{_e(c["id"])}</th><td>{_e(c["claim"])}</td>'
-            f'<td>{_e(c["measured"])}</td><td><span class="verdict {cls}">{word}</span></td>'
-            f'<td class="detail">{_e(c.get("detail", ""))}</td></tr>'
+            f'<tr class="claim-{cls}" data-verdict="{_e(verdict)}"><th scope="row">{_e(c["id"])}</th>'
+            f"<td>{_e(c['claim'])}</td><td>{_e(c['measured'])}</td>"
+            f"<td>{_e(control) if control else '<span class=note>no control</span>'}</td>"
+            f'<td><span class="verdict {cls}"><span aria-hidden="true">{mark}</span> {_e(word)}</span></td>'
+            f'<td class="detail">{_e(rule)}{"<br>" + _e(detail) if detail else ""}</td></tr>'
         )
     table = (
         '<table id="claims-table" class="data"><caption>Claims and what this run measured</caption>'
         '<thead><tr><th scope="col">#</th><th scope="col">Claim</th><th scope="col">Measured</th>'
-        '<th scope="col">Verdict</th><th scope="col">Detail</th></tr></thead>'
+        '<th scope="col">Control</th><th scope="col">Verdict</th><th scope="col">Rule</th></tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
     return head + summary + '<div class="scroll">' + table + "</div></section>"
@@ -518,6 +548,8 @@ def _claims_section(run: RunContents) -> str:
 
 def _figure_caption(name: str) -> str:
     stem = name.rsplit(".", 1)[0]
+    if stem in _FIGURE_CAPTIONS:
+        return _FIGURE_CAPTIONS[stem]
     base, _, suffix = stem.partition("_")
     caption = _FIGURE_CAPTIONS.get(base)
     if caption is None:
@@ -554,9 +586,11 @@ def _summary_from_arrays(a: dict[str, np.ndarray]) -> dict[str, Any]:
     if "energy_concentration" in a:
         e = a["energy_concentration"].astype(np.float64)
         out["degenerate"] = {"fraction_flagged": float((e > 0.5).mean())}
-    if "selectivity" in a and a["selectivity"].size:
-        s = a["selectivity"]
-        out["selectivity"] = {"fraction_diagonal": float((np.diag(s) >= s.max(axis=1)).mean())}
+    if "selectivity_margin" in a and a["selectivity_margin"].size:
+        m = a["selectivity_margin"].astype(np.float64)
+        out["selectivity"] = {"median_margin": _median(m), "fraction_diagonal": float((m > 0).mean())}
+    if "flat" in a:
+        out["flat"] = {"n_flagged": int(a["flat"].sum())}
     for key in ("lc_vs_am", "samples_vs_am"):
         if key in a:
             out[key] = {"median": _median(a[key].astype(np.float64))}
@@ -590,11 +624,25 @@ _LAYER_COLUMNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ),
     ("Capped", "units with a restart stopped by the step cap", ("restarts", "n_units_capped")),
     (
-        "Selectivity",
-        "fraction of selectivity rows on the diagonal, ties counted",
-        ("selectivity", "fraction_diagonal"),
+        "Dead/flat",
+        "units whose AM image is not a feature: dead (cannot be moved) or on a plateau",
+        ("flat", "n_flagged"),
     ),
-    ("Strict", "fraction of rows whose diagonal is the only maximum", ("selectivity", "fraction_strict")),
+    (
+        "Margin",
+        "selectivity: median over rows of the diagonal minus the largest other entry (columns sum to 1)",
+        ("selectivity", "median_margin"),
+    ),
+    (
+        "Control margin",
+        "the same median margin for the shuffled-weights control",
+        ("control_selectivity", "median_margin"),
+    ),
+    (
+        "Exemplar margin",
+        "the same median margin with each unit's top data-set exemplar as its pattern",
+        ("exemplar_selectivity", "median_margin"),
+    ),
     (
         "Degenerate",
         "fraction of optima with over half their energy in 10 pixels",

@@ -199,13 +199,25 @@
 
     // Headline: the filter (layer 1) and the best AM optimum.
     const main = panel("main", layer.layer === 1 ? "Filter and AM optimum" : "Activation maximization");
+    const flagged = num.flat && num.flat[u] === 1;
+    if (flagged) {
+      const dead = num.dead && num.dead[u] === 1;
+      const warn = el("p", "warning", (dead ? "Dead unit: it cannot be moved (its gradient at every start " +
+        "vanishes, or its activation is constant over the data), so the AM image below is its random start. "
+        : "Flat unit: every restart reaches the same activation with a different pattern, so the AM image " +
+        "below is one arbitrary point of a plateau. ") +
+        "Each image is stretched to full contrast on its own: it is not a feature.");
+      warn.setAttribute("role", "note");
+      main.appendChild(warn);
+    }
     const heads = [];
     if (arrays.filters) {
       heads.push(imageFigure(arrays.filters, at("filters", 0), shape, big,
         "filter (weight row " + unitId + ")", name + ": filter", "headline"));
     }
     heads.push(imageFigure(arrays.am_x, at("am_x", best), shape, big,
-      "AM best: restart " + (best + 1) + " of " + R + ", activation " + fmtAct(acts[best]),
+      "AM best: restart " + (best + 1) + " of " + R + ", pre-sigmoid activation " + fmtAct(acts[best]) +
+        (flagged ? " (not a feature)" : ""),
       name + ": best activation-maximization input", "headline"));
     main.appendChild(row(heads));
     panels.push(main);
@@ -231,7 +243,11 @@
         capped ? "(" + capped + " stopped by the cap)" : ""]);
     }
     if (layer.selectivity && u < layer.selectivity.n) {
-      pairs.push(["Selectivity diagonal", fmt(layer.selectivity.diagonal[u])]);
+      pairs.push(["Selectivity margin", fmt(layer.selectivity.margin ? layer.selectivity.margin[u] : null),
+        layer.selectivity.margin && layer.selectivity.margin[u] <= 0 ? "(another unit claims this pattern)" : ""]);
+    }
+    if (num.flat) {
+      pairs.push(["Dead or flat", flagged ? (num.dead[u] ? "dead" : "flat (plateau)") : "no"]);
     }
     info.appendChild(definitionList(pairs));
     panels.push(info);
@@ -306,11 +322,14 @@
       const values = selectivity.subarray(u * n, (u + 1) * n);
       const other = layer.selectivity.max_other[u];
       const which = layer.selectivity.argmax_other[u];
+      const margin = layer.selectivity.margin ? layer.selectivity.margin[u] : null;
       const text = "diagonal " + fmt(layer.selectivity.diagonal[u]) + "; largest other " + fmt(other) +
-        (which === null ? "" : " (unit " + num.units[which] + ")");
+        (which === null ? "" : " (unit " + num.units[which] + ")") + "; margin " + fmt(margin);
       sel.appendChild(barChart(values, u, name + ": selectivity row, " + text));
-      sel.appendChild(el("p", "caption", "Activation of each of the first " + n + " units for this unit's AM " +
-        "input, each unit normalised by its maximum; orange is this unit. " + text + "."));
+      sel.appendChild(el("p", "caption", "Post-sigmoid activation of each of the first " + n + " units for " +
+        "this unit's AM input, each unit's column divided by its sum over the " + n + " patterns (its share " +
+        "of its total response); bar height 0 to " + fmt(layer.selectivity.scale_max) + ", the matrix's " +
+        "largest entry; orange is this unit. " + text + "."));
     } else if (layer.selectivity) {
       sel.appendChild(el("p", "note", "Only the first " + layer.selectivity.n + " units are in the selectivity matrix."));
     } else {
@@ -361,7 +380,9 @@
     s.layers.forEach((l) => option(pick.layer, l.layer, "Layer " + l.layer));
     pick.layer.value = String(state.layer.layer);
     pick.unit.replaceChildren();
-    state.layer.numbers.units.forEach((id, i) => option(pick.unit, i, "Unit " + id));
+    const flat = state.layer.numbers.flat;
+    state.layer.numbers.units.forEach((id, i) => option(pick.unit, i,
+      "Unit " + id + (flat && flat[i] ? (state.layer.numbers.dead[i] ? " (dead)" : " (flat)") : "")));
     pick.unit.value = String(state.unit);
   }
 
