@@ -171,6 +171,21 @@ def _stationarity_summary(am: AMResult) -> dict[str, float]:
     }
 
 
+def _flat_units_of(
+    am: AMResult, agreement: RestartAgreement, vs_data: ActivationVsData, threshold: float
+) -> FlatUnits:
+    """Dead and flat units from an AM run, its restart agreement and the data's activation range."""
+    return flat_units(
+        start_gradient_norm=am.start_gradient_norm,
+        reference_gradient_norm=am.reference_gradient_norm,
+        activation=am.activation,
+        restart_mean_cosine=agreement.mean_cosine,
+        data_min=vs_data.data_min,
+        data_max=vs_data.data_max,
+        threshold=threshold,
+    )
+
+
 def closed_form_optimum(stack: LayerStack, units: Tensor, norm: float) -> Tensor:
     """Layer 1's exact AM solution rho * w_i / ||w_i||, (U, d)."""
     w = stack.weight(1).detach()[units]
@@ -215,15 +230,7 @@ def study_layer(
     sel_units = units[: config.selectivity_units]
     n_sel = int(sel_units.numel())
     vs_data = activation_vs_data(stack, layer, units, best, data.x_train)
-    flat = flat_units(
-        start_gradient_norm=am.start_gradient_norm,
-        reference_gradient_norm=am.reference_gradient_norm,
-        activation=am.activation,
-        restart_mean_cosine=agreement.mean_cosine,
-        data_min=vs_data.data_min,
-        data_max=vs_data.data_max,
-        threshold=config.threshold,
-    )
+    flat = _flat_units_of(am, agreement, vs_data, config.threshold)
     kept = ~flat.flagged.to(agreement.mean_cosine.device)
     study = LayerStudy(
         layer=layer,
@@ -284,15 +291,7 @@ def study_layer(
         control_best = control_am.best_x()
         # The control's dead and flat units are left out by the same rule as the trained stack's.
         control_vs_data = activation_vs_data(control, layer, units, control_best, data.x_train)
-        control_flat = flat_units(
-            start_gradient_norm=control_am.start_gradient_norm,
-            reference_gradient_norm=control_am.reference_gradient_norm,
-            activation=control_am.activation,
-            restart_mean_cosine=control_agreement.mean_cosine,
-            data_min=control_vs_data.data_min,
-            data_max=control_vs_data.data_max,
-            threshold=config.threshold,
-        )
+        control_flat = _flat_units_of(control_am, control_agreement, control_vs_data, config.threshold)
         control_kept = ~control_flat.flagged.to(control_agreement.mean_cosine.device)
         if bool(control_kept.any()):
             study.control_summary_unflagged = summarize_restarts(
