@@ -382,18 +382,17 @@ def finetune_stack(
     The seeds depend on the run's seed only, not on the rate, so every rate starts from the same output
     layer and sees the same batches.
     """
-    assert data.y_train is not None and data.y_test is not None
     clf = StackClassifier.from_stack(stack, 10, generator=torch.Generator().manual_seed(config.seed))
+    return clf, _fit(clf, data, finetune_config(config, hidden_learning_rate))
+
+
+def _fit(clf: StackClassifier, data: Dataset, ft_config: FinetuneConfig) -> float:
+    """Fine-tune ``clf`` on ``data``'s labels with the stage's batch seed; its held-out error."""
+    assert data.y_train is not None and data.y_test is not None
     result = finetune(
-        clf,
-        data.x_train,
-        data.y_train,
-        data.x_test,
-        data.y_test,
-        finetune_config(config, hidden_learning_rate),
-        torch.Generator().manual_seed(1),
+        clf, data.x_train, data.y_train, data.x_test, data.y_test, ft_config, torch.Generator().manual_seed(1)
     )
-    return clf, result.test_error
+    return result.test_error
 
 
 def _finetune_am(
@@ -457,20 +456,11 @@ def _finetune_stage(run: Run, stacks: dict[str, LayerStack], data: Dataset) -> N
             ", ".join(f"{k} {v:.4f}" for k, v in cosines.items()),
         )
         sweep.append({"hidden_learning_rate": rate, "errors": errors, "am_cosine": cosines})
-    assert data.y_train is not None and data.y_test is not None
     rand = StackClassifier.random(
         stacks["mnist-dbn"].layer_sizes, 10, generator=torch.Generator().manual_seed(config.seed)
     )
     # The random baseline has no features to keep: every layer learns at the output layer's rate.
-    random_error = finetune(
-        rand,
-        data.x_train,
-        data.y_train,
-        data.x_test,
-        data.y_test,
-        finetune_config(config, None),
-        torch.Generator().manual_seed(1),
-    ).test_error
+    random_error = _fit(rand, data, finetune_config(config, None))
     weights: dict[str, str] = {}
     for model, (tuned, error) in judged.items():
         meta = {

@@ -186,6 +186,12 @@ def _flat_units_of(
     )
 
 
+def _summary_without(agreement: RestartAgreement, flat: FlatUnits, threshold: float) -> RestartSummary | None:
+    """The restart summary of the units that are not flagged dead or flat (None when every unit is)."""
+    kept = ~flat.flagged.to(agreement.mean_cosine.device)
+    return summarize_restarts(agreement.subset(kept), threshold=threshold) if bool(kept.any()) else None
+
+
 def closed_form_optimum(stack: LayerStack, units: Tensor, norm: float) -> Tensor:
     """Layer 1's exact AM solution rho * w_i / ||w_i||, (U, d)."""
     w = stack.weight(1).detach()[units]
@@ -231,7 +237,6 @@ def study_layer(
     n_sel = int(sel_units.numel())
     vs_data = activation_vs_data(stack, layer, units, best, data.x_train)
     flat = _flat_units_of(am, agreement, vs_data, config.threshold)
-    kept = ~flat.flagged.to(agreement.mean_cosine.device)
     study = LayerStudy(
         layer=layer,
         units=units,
@@ -246,11 +251,7 @@ def study_layer(
         vs_data=vs_data,
         seconds=seconds,
         flat=flat,
-        restart_summary_unflagged=(
-            summarize_restarts(agreement.subset(kept), threshold=config.threshold)
-            if bool(kept.any())
-            else None
-        ),
+        restart_summary_unflagged=_summary_without(agreement, flat, config.threshold),
         # The same matrix with each unit's top data-set exemplar as its pattern: does AM find patterns
         # more specific than real data does?
         exemplar_selectivity=selectivity(
@@ -292,11 +293,7 @@ def study_layer(
         # The control's dead and flat units are left out by the same rule as the trained stack's.
         control_vs_data = activation_vs_data(control, layer, units, control_best, data.x_train)
         control_flat = _flat_units_of(control_am, control_agreement, control_vs_data, config.threshold)
-        control_kept = ~control_flat.flagged.to(control_agreement.mean_cosine.device)
-        if bool(control_kept.any()):
-            study.control_summary_unflagged = summarize_restarts(
-                control_agreement.subset(control_kept), threshold=config.threshold
-            )
+        study.control_summary_unflagged = _summary_without(control_agreement, control_flat, config.threshold)
         study.control_selectivity = selectivity(control, layer, sel_units, control_best[:n_sel])
         timed("control", t)
     return study

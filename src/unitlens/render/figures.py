@@ -550,6 +550,13 @@ def _framed(name: str, image: np.ndarray, scale: int) -> _Block:
     return out
 
 
+def row_margins(m: np.ndarray) -> np.ndarray:
+    """(U,) per row of a (U, U) selectivity matrix: the diagonal minus the largest other entry, as
+    ``unitlens.analysis.selectivity`` defines it (> 0 when the row's pattern excites its own unit most)."""
+    off = np.where(np.eye(m.shape[0], dtype=bool), -np.inf, m)
+    return np.diagonal(m) - off.max(axis=1)
+
+
 def selectivity_figure(
     results: Results,
     *,
@@ -604,8 +611,7 @@ def selectivity_figure(
         spread = (m - low) / (high - low) if high > low else np.full_like(m, 0.5)
         label = _text(f"stretched: {low:.4g} black, {high:.4g} white", size - 2)
         panels.append(_column([label, _framed("matrix_stretched", upscale(spread, cell), scale)], 0))
-    off = np.where(np.eye(n, dtype=bool), -np.inf, m)
-    margin = np.diagonal(m) - off.max(axis=1)
+    margin = row_margins(m)
     head = f"{title + ': ' if title else ''}selectivity, layer {layer}"
     caption = [
         _text(

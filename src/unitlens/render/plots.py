@@ -25,6 +25,7 @@ from matplotlib.ticker import EngFormatter, FuncFormatter
 
 from unitlens.analysis.claims import FINETUNE_COSINE
 from unitlens.errors import UnitlensError
+from unitlens.render.figures import row_margins
 
 __all__ = [
     "activation_history_plot",
@@ -345,12 +346,6 @@ _SELECTIVITY_PANELS = (
 )
 
 
-def _margins(m: np.ndarray) -> np.ndarray:
-    """(U,) per row: the diagonal minus the largest other entry (as ``unitlens.analysis.selectivity``)."""
-    off = np.where(np.eye(m.shape[0], dtype=bool), -np.inf, m)
-    return np.diagonal(m) - off.max(axis=1)
-
-
 def selectivity_plot(results: Mapping[str, np.ndarray], layer: int, *, title: str = "") -> bytes:
     """The selectivity matrix of ``layer`` as a heat map with a colour scale, beside the shuffled control's
     and the top exemplars' where the results hold them, and each matrix's row margins.
@@ -389,7 +384,7 @@ def selectivity_plot(results: Mapping[str, np.ndarray], layer: int, *, title: st
         ax.set_xlabel("unit j (response)", fontsize=7)
         ax.set_ylabel("pattern of unit i", fontsize=7)
         ax.tick_params(labelsize=6)
-        margin = _margins(m)
+        margin = row_margins(m)
         bx = grid[1, col]
         bx.bar(np.arange(m.shape[0]), margin, color=np.where(margin > 0, "C0", "C3"), width=0.9)
         bx.axhline(0.0, color="0.3", lw=0.8)

@@ -78,12 +78,12 @@ class AMResult:
         units: (U,) int64 unit (or channel) indices, in the order requested.
         x: (U, R, *input_shape) each restart's final input x*.
         activation: (U, R) final activation (pre-sigmoid for a stack; the module's output otherwise).
-        steps: (U, R) int64 gradient steps that produced x* (a step that lowered the activation is undone).
-        converged: (U, R) True where the relative-increase rule stopped the restart, False where it hit the
-            step cap.
+        steps: (U, R) int64 accepted gradient steps that produced x* (rejected steps not counted).
+        converged: (U, R) True where the stopping rule (``gtol``, or a maximum to float precision) stopped
+            the restart, False where it hit the step cap.
         history: (S + 1, U, R) activation of each restart's current input after each step; row 0 is the
-            start. S is the most steps any restart ran (an undone step counts; at most ``max_steps``); a
-            stopped restart's final value is held.
+            start. S is the most steps any restart tried (a rejected step counts; at most ``max_steps``);
+            a stopped restart's final value is held.
         best: (U,) int64 index of each unit's best restart (highest final activation; the first on ties).
         learning_rate: the initial step size of every restart (one for the whole layer).
         norm: the norm constraint rho.
@@ -446,9 +446,10 @@ def _ascend(
         rejected = torch.zeros(n, dtype=torch.long, device=device)  # rejections in a row
         step = 0
         while n > 0:
-            ratio = _stationarity(current, grad, norm, box)
+            # Stationarity is read every step only when the gtol rule needs it; else only for the output.
+            ratio = _stationarity(current, grad, norm, box) if gtol is not None else None
             converged = rejected >= _MAX_REJECTIONS
-            if gtol is not None:
+            if ratio is not None and gtol is not None:
                 converged |= ratio <= gtol
             done = converged | torch.full_like(converged, step >= max_steps)
             if bool(done.any()):
@@ -456,7 +457,11 @@ def _ascend(
                 where = position[finished]
                 x_out[where] = current[finished]
                 act_out[where] = activation[finished]
-                stationarity_out[where] = ratio[finished]
+                stationarity_out[where] = (
+                    ratio[finished]
+                    if ratio is not None
+                    else _stationarity(current[finished], grad[finished], norm, box)
+                )
                 steps_out[where] = accepted[finished]
                 converged_out[where] = converged[finished]
                 last_step[where] = step
