@@ -15,7 +15,7 @@ import torch
 
 from unitlens.data.elastic import ElasticStream
 from unitlens.data.mnist import load_mnist
-from unitlens.presets import build_stack, mnist_finetune, mnist_recipe
+from unitlens.recipes import mnist_finetune, mnist_recipe
 from unitlens.training.comparison import compare_with_random
 from unitlens.training.greedy import train_layerwise
 
@@ -32,7 +32,7 @@ def main() -> None:
     for kind in ("dbn", "sdae"):
         recipe = mnist_recipe(kind, (args.hidden,) * 3, args.examples)
         generator = torch.Generator().manual_seed(args.seed)
-        stack = build_stack(recipe, data, generator)
+        stack = recipe.build(data, generator)
         source = ElasticStream(
             data.x_train, data.y_train, data.image_shape, 100, torch.Generator().manual_seed(args.seed)
         )

@@ -16,7 +16,7 @@ import torch
 
 from unitlens.data.elastic import ElasticStream
 from unitlens.data.mnist import load_mnist
-from unitlens.presets import build_stack, mnist_recipe
+from unitlens.recipes import mnist_recipe
 from unitlens.training.greedy import train_layerwise
 
 PAPER_EXAMPLES = 2_500_000
@@ -35,7 +35,7 @@ def main() -> None:
         for layer, examples in ((1, args.full_layer_examples), (2, args.probe), (3, args.probe)):
             recipe = mnist_recipe(kind, (1000, 1000, 1000), examples)
             generator = torch.Generator().manual_seed(0)
-            stack = build_stack(recipe, data, generator)
+            stack = recipe.build(data, generator)
             source = ElasticStream(
                 data.x_train, data.y_train, data.image_shape, 100, torch.Generator().manual_seed(0)
             )

@@ -16,7 +16,7 @@ import torch
 
 from unitlens.data.elastic import ElasticStream
 from unitlens.data.mnist import load_mnist
-from unitlens.presets import build_stack, mnist_recipe
+from unitlens.recipes import mnist_recipe
 from unitlens.training.greedy import train_layerwise
 from unitlens.visualize.activation_maximization import maximize_activation
 from unitlens.visualize.dbn_sampling import sample_clamped
@@ -31,7 +31,7 @@ def main() -> None:
     data = load_mnist()
     recipe = mnist_recipe("dbn", (1000, 1000, 1000), args.examples)
     generator = torch.Generator().manual_seed(0)
-    dbn = build_stack(recipe, data, generator)
+    dbn = recipe.build(data, generator)
     source = ElasticStream(
         data.x_train, data.y_train, data.image_shape, 100, torch.Generator().manual_seed(0)
     )

@@ -1,13 +1,17 @@
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
 
 from unitlens.checkpoint import load_model, paths_for, read_checkpoint, save_checkpoint
 from unitlens.errors import UnitlensError
 from unitlens.models.classifier import StackClassifier
-from unitlens.models.dae import DAE
+from unitlens.models.dae import DAE, Corruption
 from unitlens.models.dbn import DBN
 from unitlens.models.rbm import RBM
 from unitlens.models.sdae import SDAE
@@ -103,3 +107,101 @@ def test_metadata_must_be_plain_json(tmp_path: Path) -> None:
     with pytest.raises(UnitlensError, match="not plain JSON"):
         save_checkpoint(tmp_path / "m", MODELS["rbm"](), meta={"rho": float("nan")})
     assert not any(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------------------------------------- round trip
+
+KINDS = ("rbm", "dae", "dbn", "sdae", "classifier")
+DTYPES = (torch.float32, torch.float64)
+
+
+@st.composite
+def models(draw: st.DrawFn) -> nn.Module:
+    """Any model kind, with any visible type, decoder, corruption and dtype, and weights that a float32
+    copy could not hold exactly (so a dtype lost on the way shows in the parameters too)."""
+    kind = draw(st.sampled_from(KINDS))
+    dtype = draw(st.sampled_from(DTYPES))
+    sizes = draw(st.lists(st.integers(1, 5), min_size=2, max_size=2 if kind in ("rbm", "dae") else 4))
+    visible = draw(st.sampled_from(("bernoulli", "gaussian")))
+    decoder = draw(st.sampled_from(("sigmoid", "linear")))
+    corruption = Corruption(
+        kind=draw(st.sampled_from(("none", "zero", "salt_pepper"))),
+        level=draw(st.floats(0.0, 1.0)),
+        salt=draw(st.floats(-3.0, 3.0)),
+        pepper=draw(st.floats(-3.0, 3.0)),
+    )
+    g = torch.Generator().manual_seed(draw(st.integers(0, 2**31)))
+    model: nn.Module
+    if kind == "rbm":
+        model = RBM(sizes[0], sizes[1], visible, generator=g, dtype=dtype)
+    elif kind == "dae":
+        model = DAE(sizes[0], sizes[1], decoder, corruption, generator=g, dtype=dtype)
+    elif kind == "dbn":
+        model = DBN.build(sizes, visible, generator=g, dtype=dtype)
+    elif kind == "sdae":
+        model = SDAE.build(sizes, decoder, corruption, generator=g, dtype=dtype)
+    else:
+        model = StackClassifier(sizes, draw(st.integers(2, 4)), dtype=dtype)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
+    return model
+
+
+@settings(max_examples=60, deadline=None)
+@given(model=models())
+def test_every_model_round_trips_its_config_dtype_and_parameters(model: nn.Module) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        save_checkpoint(Path(folder) / "m", model)
+        loaded, ckpt = load_model(Path(folder) / "m")
+    assert type(loaded) is type(model)
+    assert loaded.config() == model.config()  # type: ignore[operator]
+    assert ckpt.meta["model_config"] == json.loads(json.dumps(model.config()))  # type: ignore[operator]
+    own, back = model.state_dict(), loaded.state_dict()
+    assert list(own) == list(back)
+    for name in own:
+        assert back[name].dtype == own[name].dtype, name
+        assert torch.equal(back[name], own[name]), name
+
+
+def test_a_float64_dbn_comes_back_float64(tmp_path: Path) -> None:
+    dbn = DBN.build([6, 5, 4], "gaussian", generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    save_checkpoint(tmp_path / "m", dbn)
+    loaded, _ = load_model(tmp_path / "m", kind="dbn")
+    assert isinstance(loaded, DBN) and loaded.dtype == torch.float64
+    assert all(p.dtype == torch.float64 for p in loaded.parameters())
+
+
+def test_a_config_written_before_dtype_loads_as_float32(tmp_path: Path) -> None:
+    dbn = DBN.build([6, 5, 4], generator=torch.Generator().manual_seed(0))
+    save_checkpoint(tmp_path / "m", dbn)
+    meta_path = paths_for(tmp_path / "m")[1]
+    meta = json.loads(meta_path.read_text())
+    for layer in meta["model_config"]["layers"]:
+        del layer["dtype"]  # as unitlens wrote RBM configs before the field existed
+    meta_path.write_text(json.dumps(meta))
+    loaded, ckpt = load_model(tmp_path / "m")
+    assert isinstance(loaded, DBN) and loaded.dtype == torch.float32
+    assert ckpt.meta["model_config"] == dbn.config()  # filled in, so it compares equal to today's config
+    for a, b in zip(dbn.parameters(), loaded.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_weights_of_another_dtype_than_the_config_are_rejected(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path / "m", RBM(6, 3, dtype=torch.float64))
+    meta_path = paths_for(tmp_path / "m")[1]
+    meta = json.loads(meta_path.read_text())
+    meta["model_config"]["dtype"] = "float32"
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(UnitlensError, match=r"is torch.float64, but its config says torch.float32"):
+        load_model(tmp_path / "m")
+
+
+def test_bad_model_configs_are_named(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path / "m", MODELS["dbn"]())
+    meta_path = paths_for(tmp_path / "m")[1]
+    meta = json.loads(meta_path.read_text())
+    meta["model_config"]["layers"][1]["n_hidden"] = 0
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(UnitlensError, match=r"layers\[1\].*n_hidden must be a positive integer, got 0"):
+        load_model(tmp_path / "m")

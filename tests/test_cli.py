@@ -80,3 +80,40 @@ def test_train_then_visualize_a_checkpoint(tmp_path: Path, capsys: pytest.Captur
     assert (tmp_path / "vis" / "report" / "index.html").exists()
     assert main(["visualize", str(tmp_path / "missing.json"), "--out", str(tmp_path / "x")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_visualize_rebuilds_the_patches_training_used(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The checkpoint records its data recipe, so visualize studies the very patches training saw (f0 0.2,
+    not the loader's default 0.4); other photos than training's are refused, naming the mismatch."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from unitlens.data.patches import load_patches
+
+    train = ["train", "--model", "dbn", "--data", "patches", "--hidden", "6,4", "--examples", "300"]
+    assert main([*train, "--out", str(tmp_path / "ck"), "--quiet"]) == 0
+    checkpoint = tmp_path / "ck" / "patches-dbn.safetensors"
+    recipe = json.loads(checkpoint.with_suffix(".json").read_text(encoding="utf-8"))["data"]["recipe"]
+    assert recipe["loader"] == "patches" and recipe["f0"] == 0.2 and recipe["n_train"] == 100_000
+    vis = ["visualize", str(checkpoint), "--units", "3", "--restarts", "2", "--max-steps", "10", "--quiet"]
+    assert main([*vis, "--out", str(tmp_path / "vis")]) == 0
+    with np.load(tmp_path / "vis" / "results" / "patches-dbn.npz") as f:
+        exemplars = torch.from_numpy(f["layer1/exemplars"].reshape(-1, 144))
+    for f0, found in ((0.2, True), (0.4, False)):
+        x = load_patches(f0=f0).x_train
+        nearest = torch.cdist(exemplars, x, compute_mode="donot_use_mm_for_euclid_dist").min(dim=1).values
+        assert bool((nearest < 1e-4).all()) is found, (f0, nearest.max())
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    g = np.random.default_rng(0)
+    for k in range(2):
+        Image.fromarray(g.integers(0, 256, (64, 64), dtype=np.uint8)).save(photos / f"p{k}.png")
+    capsys.readouterr()
+    assert main([*vis, "--out", str(tmp_path / "other"), "--photos", str(photos)]) == 2
+    err = capsys.readouterr().err
+    assert "not the data the model was trained on" in err and "data.pixel_mean" in err
+    assert "Traceback" not in err

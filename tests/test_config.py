@@ -46,9 +46,9 @@ def test_toml_round_trip_and_bad_files(tmp_path: Path) -> None:
 
 
 def test_stack_settings_reach_the_training_config() -> None:
-    from unitlens.reproduce import training_config
+    from unitlens.recipes import training_config
 
-    c = apply_overrides(preset("quick"), ["mnist.dbn_weight_decay=0.001", "mnist.dbn_sparsity_cost=1"])
+    c = apply_overrides(preset("quick"), ["mnist.dbn.weight_decay=0.001", "mnist.dbn.sparsity_cost=1"])
     dbn = training_config("dbn", c.mnist)
     sdae = training_config("sdae", c.mnist)
     assert dbn.sgd_for(1).weight_decay == 0.001 and dbn.sparsity_cost == 1.0
@@ -59,7 +59,7 @@ def test_stack_settings_reach_the_training_config() -> None:
     assert patches.examples_for(1) == 800_000 and patches.examples_for(2) == 200_000
     assert patches.sgd_for(1).learning_rate == 0.02 and patches.sgd_for(2).learning_rate == 0.05
     assert patches.sparsity_target_for(1) == 0.02 and patches.sparsity_target_for(3) == 0.1
-    tuned = apply_overrides(c, ["mnist.dbn_upper_sparsity_target=0.2"])
+    tuned = apply_overrides(c, ["mnist.dbn.upper_sparsity_target=0.2"])
     assert training_config("dbn", tuned.mnist).sparsity_target == (0.1, 0.2)
 
 
@@ -101,3 +101,38 @@ def test_an_old_config_with_study_tol_says_what_replaced_it(tmp_path: Path) -> N
     path.write_text('preset = "quick"\n[study]\ntol = 1e-5\n', encoding="utf-8")
     with pytest.raises(UnitlensError, match=r"'tol' is gone: .*study\.gtol"):
         load_toml(path)
+
+
+def test_an_old_flat_config_says_where_each_setting_moved(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('preset = "quick"\n[mnist]\ndbn_learning_rate = 0.05\n', encoding="utf-8")
+    with pytest.raises(
+        UnitlensError, match=r"'dbn_learning_rate' moved to mnist\.dbn\.learning_rate.*\[mnist\.dbn\]"
+    ):
+        load_toml(path)
+    path.write_text('[patches]\ncorruption = "zero"\n', encoding="utf-8")
+    with pytest.raises(UnitlensError, match=r"moved to patches\.sdae\.corruption"):
+        load_toml(path)
+    with pytest.raises(UnitlensError, match=r"moved to mnist\.units"):
+        apply_overrides(preset("quick"), ["study.mnist_units=3"])
+
+
+def test_nested_blocks_and_optional_settings_round_trip(tmp_path: Path) -> None:
+    c = apply_overrides(
+        preset("quick"),
+        ["mnist.sdae.corruption=zero", "patches.dbn.weight_decay=0.01", "study.learning_rate=0.25"],
+    )
+    text = dumps_toml(c)
+    assert "[mnist.sdae]" in text and "[patches.dbn]" in text
+    write_text(tmp_path / "c.toml", text)
+    back = load_toml(tmp_path / "c.toml")
+    assert back == c and back.study.learning_rate == 0.25 and back.mnist.sdae.corruption == "zero"
+    assert apply_overrides(c, ["study.learning_rate=none"]).study.learning_rate is None
+    with pytest.raises(UnitlensError, match=r"study\.units: each data set names"):
+        apply_overrides(c, ["study.units=5"])
+    with pytest.raises(UnitlensError, match=r"mnist\.sdae: corruption: expected one of"):
+        apply_overrides(c, ["mnist.sdae.corruption=gaussian"])
+    with pytest.raises(UnitlensError, match=r"mnist\.dbn: upper_sparsity_target: expected a mean activation"):
+        apply_overrides(c, ["mnist.dbn.upper_sparsity_target=1.5"])
+    with pytest.raises(UnitlensError, match="is a setting, not a table"):
+        apply_overrides(c, ["seed=1", "seed.x=2"])

@@ -10,18 +10,20 @@ import pytest
 import torch
 
 import unitlens.reproduce as reproduce_module
+from unitlens.catalogue import MODELS
 from unitlens.checkpoint import load_model
 from unitlens.config import ReproduceConfig, apply_overrides, preset
 from unitlens.data.dataset import Dataset, dataset_norm
 from unitlens.models.stack import LayerStack
-from unitlens.reproduce import MODELS, Run, build, finetune_rates, finetune_stack
+from unitlens.recipes import build_stack
+from unitlens.reproduce import Run, finetune_rates, finetune_stack
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY = [
     "mnist.hidden=6,5,4",
     "mnist.examples_per_layer=200",
-    "study.mnist_units=3",
+    "mnist.units=3",
     "study.max_steps=15",
     "finetune.examples=120",
     "finetune.batch_size=20",
@@ -38,7 +40,7 @@ def tiny_data() -> Dataset:
 
 def tiny_stacks(config: ReproduceConfig, data: Dataset) -> dict[str, LayerStack]:
     return {
-        f"mnist-{m}": build(m, data, config.mnist, torch.Generator().manual_seed(10 + i))
+        f"mnist-{m}": build_stack(m, data, config.mnist, torch.Generator().manual_seed(10 + i))
         for i, m in enumerate(MODELS)
     }
 

@@ -19,8 +19,8 @@ TINY = [
     "patches.first_layer_examples=1000",
     "patches.n_train=2000",
     "patches.n_test=500",
-    "study.mnist_units=6",
-    "study.patch_units=6",
+    "mnist.units=6",
+    "patches.units=6",
     "study.restarts=3",
     "study.max_steps=40",
     "study.burn_in=10",
@@ -39,11 +39,11 @@ def test_interrupted_run_resumes_without_redoing_finished_stages(
     calls: list[str] = []
     real_study = reproduce_module._study
 
-    def study_then_interrupt(run, name, index, stack, datasets):  # type: ignore[no-untyped-def]
+    def study_then_interrupt(run, name, stack, datasets):  # type: ignore[no-untyped-def]
         calls.append(name)
         if name == "mnist-sdae" and calls.count(name) == 1:
             raise KeyboardInterrupt
-        real_study(run, name, index, stack, datasets)
+        real_study(run, name, stack, datasets)
 
     monkeypatch.setattr(reproduce_module, "_study", study_then_interrupt)
     with pytest.raises(KeyboardInterrupt):

@@ -1,5 +1,7 @@
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -7,7 +9,8 @@ from unitlens.data.dataset import Dataset, dataset_norm
 from unitlens.errors import UnitlensError
 from unitlens.models.dbn import DBN
 from unitlens.models.sdae import SDAE
-from unitlens.study import StudyConfig, study_stack
+from unitlens.results import StackResults
+from unitlens.study import StudyConfig, stack_results, study_stack
 
 CONFIG = StudyConfig(
     units=5, restarts=3, max_steps=60, burn_in=5, n_samples=2, every=3, lc_k=4, n_exemplars=2
@@ -80,3 +83,28 @@ def test_a_dead_unit_is_flagged_and_left_out_of_the_unflagged_agreement(kind: st
 def test_no_unit_of_a_healthy_stack_is_flagged() -> None:
     (layer,) = study_stack(_stack("dbn"), _data(), CONFIG, torch.Generator().manual_seed(2), layers=(2,))
     assert layer.flat is not None and layer.flat.n_flagged == 0
+
+
+@pytest.mark.parametrize("kind", ["dbn", "sdae"])
+def test_stack_results_hold_the_study_and_round_trip(kind: str, tmp_path: Path) -> None:
+    data = _data()
+    studies = study_stack(_stack(kind), data, CONFIG, torch.Generator().manual_seed(2))
+    results = stack_results(studies, data)
+    assert results.image_shape == (4, 4) and list(results.layers) == [1, 2]
+    first, second = results.layers[1], results.layers[2]
+    np.testing.assert_array_equal(second.am_x, studies[1].am.x.flatten(2).numpy())
+    np.testing.assert_array_equal(second.am_best, studies[1].am.best.numpy())
+    np.testing.assert_array_equal(second.exemplars, data.x_train[studies[1].exemplars.indices].numpy())
+    np.testing.assert_array_equal(second.selectivity, studies[1].selectivity.normalised.numpy())
+    flat = studies[1].flat
+    assert flat is not None
+    np.testing.assert_array_equal(second.flat, flat.flagged.numpy().astype(np.int64))
+    assert first.filters is not None and second.filters is None
+    assert first.control_selectivity is None and second.control_selectivity is not None
+    assert (second.samples is not None) == (kind == "dbn")
+    # The summary is the study's, as the claims read it.
+    assert results.summary is not None
+    assert json.dumps(results.summary) == json.dumps({"layers": [s.summary() for s in studies]})
+    path = results.save(tmp_path / f"mnist-{kind}.npz")
+    assert StackResults.load(path) == results
+    assert json.loads(path.with_suffix(".json").read_text())["layers"][1]["layer"] == 2

@@ -91,21 +91,22 @@ def model_config(model: nn.Module) -> dict[str, Any]:
 
 
 def build_model(kind: str, config: dict[str, Any]) -> nn.Module:
-    """An untrained model of ``kind`` with the architecture ``config`` describes."""
-    if kind == "dbn":
-        return DBN.from_config(config)
-    if kind == "sdae":
-        return SDAE.from_config(config)
-    if kind == "rbm":
-        return RBM.from_config(config)
-    if kind == "dae":
-        return DAE.from_config(config)
-    if kind == "classifier":
-        sizes, n_classes = config.get("sizes"), config.get("n_classes")
-        if not isinstance(sizes, list) or not isinstance(n_classes, int):
-            raise UnitlensError("classifier config needs 'sizes' (a list) and 'n_classes' (an int)")
-        return StackClassifier(sizes, n_classes)
-    raise UnitlensError(f"unknown model kind {kind!r}; expected one of {MODEL_KINDS}")
+    """An untrained model of ``kind`` with the architecture and dtype ``config`` describes.
+
+    ``config`` is a model's ``config()`` dict; fields added since a checkpoint was written take their
+    defaults (an RBM config without ``dtype`` builds a float32 RBM, the dtype such models had).
+    """
+    builders: dict[str, Any] = {
+        "dbn": DBN.from_config,
+        "sdae": SDAE.from_config,
+        "rbm": RBM.from_config,
+        "dae": DAE.from_config,
+        "classifier": StackClassifier.from_config,
+    }
+    if kind not in builders:
+        raise UnitlensError(f"unknown model kind {kind!r}; expected one of {MODEL_KINDS}")
+    model: nn.Module = builders[kind](config)
+    return model
 
 
 def save_checkpoint(
@@ -202,12 +203,25 @@ def read_checkpoint(path: str | Path, *, kind: str | None = None) -> Checkpoint:
 
 
 def load_model(path: str | Path, *, kind: str | None = None) -> tuple[nn.Module, Checkpoint]:
-    """Rebuild the model saved at ``path`` with its weights; return it with the checkpoint."""
+    """Rebuild the model saved at ``path`` with its weights; return it with the checkpoint.
+
+    The returned checkpoint's ``meta["model_config"]`` is the loaded model's ``config()``: the stored one
+    with the fields it lacks (written by an older unitlens) filled with their defaults, so it compares
+    equal to the config of a model built today with the same architecture.
+
+    Raises:
+        UnitlensError: the files are damaged, or the weights do not fit the model the config describes
+            (names, shapes, or a dtype other than the config's).
+    """
     ckpt = read_checkpoint(path, kind=kind)
     config = ckpt.meta.get("model_config")
     if not isinstance(config, dict):
         raise UnitlensError(f"{paths_for(path)[1]}: field 'model_config' must be an object")
     model = build_model(ckpt.meta["model_kind"], config)
+    canonical = model_config(model)
+    # A config with every field written is this version's, and its dtype must be the tensors'. An older
+    # one may lack ``dtype``: its model is float32, and the weights are cast to it as they always were.
+    complete = config == canonical
     state = ckpt.section("model")
     own = model.state_dict()
     if set(state) != set(own):
@@ -221,5 +235,10 @@ def load_model(path: str | Path, *, kind: str | None = None) -> tuple[nn.Module,
                 f"{paths_for(path)[0]}: weight {name!r} has shape {tuple(value.shape)}, the config implies "
                 f"{tuple(own[name].shape)}"
             )
+        if complete and value.dtype != own[name].dtype:
+            raise UnitlensError(
+                f"{paths_for(path)[0]}: weight {name!r} is {value.dtype}, but its config says "
+                f"{own[name].dtype}"
+            )
     model.load_state_dict(state)
-    return model, ckpt
+    return model, Checkpoint(tensors=ckpt.tensors, meta={**ckpt.meta, "model_config": canonical})

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from unitlens.errors import UnitlensError
+from unitlens.models.dae import CORRUPTIONS
 from unitlens.study import StudyConfig
 
 PRESETS = ("quick", "paper")
@@ -23,152 +24,174 @@ RENAMED = {
     "study.tol": "AM now stops on a projected-gradient rule, study.gtol (default 1e-2); the old relative-"
     "increase tolerance has no equivalent, so remove study.tol (or start a new run folder)",
 }
+# Settings that moved when each model got its own block: old key (under mnist / patches) -> new key.
+_MOVED_MODEL_KEYS = {
+    **{
+        f"{model}_{name}": f"{model}.{name}"
+        for model in ("dbn", "sdae")
+        for name in ("learning_rate", "upper_learning_rate", "sparsity_cost", "sparsity_target")
+    },
+    "dbn_upper_sparsity_target": "dbn.upper_sparsity_target",
+    "dbn_weight_decay": "dbn.weight_decay",
+    **{name: f"sdae.{name}" for name in ("corruption", "corruption_level", "salt", "pepper")},
+}
+MOVED = {
+    **{f"{ds}.{old}": f"{ds}.{new}" for ds in ("mnist", "patches") for old, new in _MOVED_MODEL_KEYS.items()},
+    "study.mnist_units": "mnist.units",
+    "study.patch_units": "patches.units",
+}
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Greedy pre-training of one model (DBN or SDAE) on one data set (reasons: docs/decisions.md).
+
+    Layer 1 sees the data; layers 2 and up see codes in [0, 1] whatever the data, so they get their own
+    rate and sparsity target.
+    """
+
+    learning_rate: float = 0.05  # layer 1's SGD step
+    upper_learning_rate: float = 0.05  # layers 2 and up
+    sparsity_cost: float = 0.0  # weight of the penalty pulling mean activations to the target; 0: off
+    sparsity_target: float = 0.05  # layer 1's target mean hidden activation
+    upper_sparsity_target: float = 0.05  # the target of layers 2 and up
+    weight_decay: float = 0.0  # L2 weight decay
+
+    def __post_init__(self) -> None:
+        for name in ("learning_rate", "upper_learning_rate"):
+            if not _positive(getattr(self, name)):
+                raise UnitlensError(f"{name}: expected a finite number > 0, got {getattr(self, name)!r}")
+        for name in ("sparsity_cost", "weight_decay"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise UnitlensError(f"{name}: expected a finite number >= 0, got {value!r}")
+        for name in ("sparsity_target", "upper_sparsity_target"):
+            value = getattr(self, name)
+            if not 0 < value < 1:
+                raise UnitlensError(
+                    f"{name}: expected a mean activation strictly between 0 and 1, got {value!r}"
+                )
+
+
+@dataclass(frozen=True)
+class DBNSettings(ModelSettings):
+    """A DBN's RBMs: CD-1 with momentum (spec section 2)."""
+
+
+@dataclass(frozen=True)
+class SDAESettings(ModelSettings):
+    """An SDAE's denoising auto-encoders, and the corruption of each layer's input.
+
+    ``corruption`` "" takes the data's default (salt-and-pepper 25% to 0/1 for digits, zero-masking 25%
+    for real values); otherwise one of ``unitlens.models.dae.CORRUPTIONS`` with ``corruption_level``,
+    ``salt`` and ``pepper``.
+    """
+
+    learning_rate: float = 0.01
+    upper_learning_rate: float = 0.01
+    corruption: str = ""
+    corruption_level: float = 0.25  # share of each input's entries corrupted (the paper's 25%)
+    salt: float = 1.0
+    pepper: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.corruption not in ("", *CORRUPTIONS):
+            raise UnitlensError(f"corruption: expected one of {('', *CORRUPTIONS)}, got {self.corruption!r}")
+        if not 0 <= self.corruption_level <= 1:
+            raise UnitlensError(
+                f"corruption_level: expected a share in [0, 1], got {self.corruption_level!r}"
+            )
 
 
 @dataclass(frozen=True)
 class StackSettings:
-    """Pre-training of one data set's two stacks.
+    """One data set's two stacks: the shared layer sizes and training length, one block per model."""
 
-    Attributes:
-        hidden: units per hidden layer.
-        examples_per_layer: training examples each layer sees.
-        dbn_learning_rate, sdae_learning_rate: first-layer SGD step sizes (see ``unitlens.presets``).
-        dbn_upper_learning_rate, sdae_upper_learning_rate: the step sizes of layers 2 and up, whose inputs
-            are codes in [0, 1] whatever the data.
-        batch_size: examples per step.
-        first_layer_examples: layer 1's training length when it differs (0: ``examples_per_layer``).
-        dbn_sparsity_cost, dbn_sparsity_target: the DBN's RBM sparsity penalty (0: off) and its target
-            mean activation in layer 1.
-        dbn_upper_sparsity_target: the target of layers 2 and up.
-        sdae_sparsity_cost, sdae_sparsity_target: the same penalty on the SDAE's hidden units (0: off, the
-            paper's plain DAEs), one target for every layer.
-        dbn_weight_decay: L2 weight decay of the DBN's RBMs.
-        corruption, corruption_level, salt, pepper: the SDAE's first-layer corruption ("" : the data's
-            default, salt-and-pepper 25% to 0/1 for digits).
-    """
+    hidden: tuple[int, ...] = (500, 500, 500)  # units per hidden layer (the paper's 3 layers)
+    examples_per_layer: int = 200_000  # training examples each layer sees
+    first_layer_examples: int = 0  # layer 1's training length when it differs (0: examples_per_layer)
+    batch_size: int = 100  # examples per SGD step
+    units: int = 36  # units studied per layer (the paper shows 36 for MNIST, 144 for patches)
+    dbn: DBNSettings = field(default_factory=DBNSettings)
+    sdae: SDAESettings = field(default_factory=SDAESettings)
 
-    hidden: tuple[int, ...] = (500, 500, 500)
-    examples_per_layer: int = 200_000
-    dbn_learning_rate: float = 0.05
-    sdae_learning_rate: float = 0.01
-    dbn_upper_learning_rate: float = 0.05
-    sdae_upper_learning_rate: float = 0.01
-    batch_size: int = 100
-    first_layer_examples: int = 0
-    dbn_sparsity_cost: float = 0.0
-    dbn_sparsity_target: float = 0.05
-    dbn_upper_sparsity_target: float = 0.05
-    dbn_weight_decay: float = 0.0
-    sdae_sparsity_cost: float = 0.0
-    sdae_sparsity_target: float = 0.05
-    corruption: str = ""
-    corruption_level: float = 0.25
-    salt: float = 1.0
-    pepper: float = 0.0
+    def model(self, kind: str) -> ModelSettings:
+        """The settings block of model ``kind`` (``dbn`` or ``sdae``)."""
+        blocks: dict[str, ModelSettings] = {"dbn": self.dbn, "sdae": self.sdae}
+        if kind not in blocks:
+            raise UnitlensError(f"unknown model {kind!r}; expected one of {sorted(blocks)}")
+        return blocks[kind]
 
 
 @dataclass(frozen=True)
 class MnistSettings(StackSettings):
     """MNIST: the embedded digits, or the IDX files or .npz in ``data_dir``; trained on the elastic stream.
 
-    The DBN's weight decay and sparsity penalty, measured on the quick preset (36 units, 9 restarts): with
-    neither, 53% of layer-2 AM optima were single dots (over half the energy in 10 pixels); weight decay
-    alone 56%; sparsity on layer 1 only 58%. Holding the upper RBMs to a target of 0.1 / 0.05 / 0.02 (cost
-    3, layer 1 at 0.1, weight decay 0.001) gave 42% / 17% / 8% dots, restart agreement 1.000 at layer 2
-    throughout, and at layer 3 0.999 / 0.999 / 0.984 with the last hitting the AM step cap. 0.05 it is:
-    layer 2 shows strokes and digit parts, layer 3 whole digit shapes, as in the paper.
-
-    The SDAE likewise (salt-and-pepper 25%): at rate 0.01 its layer-1 filters were noisy blobs; at 0.05,
-    single pixels and noise, with 42% dot optima at layer 2 (zero-masking: 56%). The paper-scale run (2.5M
-    digits at 0.01) also had 50% dots. A sparsity penalty on the hidden units (cost 1, target 0.1) at rate
-    0.05 gives strokes and digit parts at layer 1 (short oriented strokes at paper scale), 8% dots at layer
-    2 (paper scale: 11%) and digit shapes at layer 3, with restart agreement 0.999 / 0.986 (paper scale:
-    0.999 / 0.999); cost 3 and target 0.05 made the layer-1 filters whole-digit templates.
+    Sparsity and weight decay on the DBN took layer-2 dot optima from 53% to 8-17%; the sparse SDAE gave
+    strokes at layer 1 and digit shapes at layer 3 (docs/decisions.md, 2026-11-26).
     """
 
-    data_dir: str = ""
-    elastic: bool = True
-    dbn_sparsity_cost: float = 3.0
-    dbn_sparsity_target: float = 0.1
-    dbn_upper_sparsity_target: float = 0.05
-    dbn_weight_decay: float = 0.001
-    sdae_learning_rate: float = 0.05
-    sdae_upper_learning_rate: float = 0.05
-    sdae_sparsity_cost: float = 1.0
-    sdae_sparsity_target: float = 0.1
+    data_dir: str = ""  # "" : the embedded digits
+    elastic: bool = True  # train on the elastic-deformation stream (the paper's extended MNIST)
+    dbn: DBNSettings = field(
+        default_factory=lambda: DBNSettings(
+            sparsity_cost=3.0, sparsity_target=0.1, upper_sparsity_target=0.05, weight_decay=0.001
+        )
+    )
+    sdae: SDAESettings = field(
+        default_factory=lambda: SDAESettings(
+            learning_rate=0.05,
+            upper_learning_rate=0.05,
+            sparsity_cost=1.0,
+            sparsity_target=0.1,
+            upper_sparsity_target=0.1,
+        )
+    )
 
 
 @dataclass(frozen=True)
 class PatchSettings(StackSettings):
     """Whitened natural-image patches from the bundled photographs, or the folder ``photos``.
 
-    Measured on the bundled photos (layer-1 filters scored by a Gabor fit, 500 units): with the
-    paper's f0 = 0.4, rates 0.005 / 0.002 and zero-masking, both stacks learned noise or single dots. What
-    gave Gabor-like filters: rate 0.02 (0.03 diverged), ~1M first-layer examples, the SDAE corrupted by
-    salt-and-pepper to +-2 (zero-masking gave dots at every rate; +-15, the patch set's extremes, learned
-    nothing), and for the Gaussian RBM a whitening cut-off f0 = 0.2 and a sparsity penalty (target 0.02).
-    Upper RBMs held to 0.02 gave AM optima that differed between restarts (median agreement 0.73 at layer 2,
-    0.83 at layer 3, 40% of units above 0.9); a target of 0.1 above layer 1 gave 1.000 at both.
-    At the paper's scale, 13-24% of the SDAE's layer-2 units (depending on the seed) have white-noise AM
-    optima whose restarts disagree, likely detectors of the +-2 corruption itself. The MNIST SDAE's sparsity
-    penalty (cost 1, target 0.1) made every unit agree, but it turned the layer-1 filters to noise, so it is
-    off here.
-    The SDAE does as well with f0 = 0.4; one f0 serves both stacks here.
+    The defaults are what gave Gabor-like layer-1 filters on the bundled photos (docs/decisions.md,
+    2026-11-26); the paper's f0 = 0.4, rates 0.005 / 0.002 and zero-masking learned noise or dots.
     """
 
-    size: int = 12
-    n_train: int = 100_000
+    size: int = 12  # patch side in pixels (the paper's 12x12)
+    n_train: int = 100_000  # the paper's 100,000 patches
     n_test: int = 10_000
-    photos: str = ""
-    f0: float = 0.2
-    dbn_learning_rate: float = 0.02
-    sdae_learning_rate: float = 0.02
-    first_layer_examples: int = 800_000
-    dbn_sparsity_cost: float = 1.0
-    dbn_sparsity_target: float = 0.02
-    dbn_upper_sparsity_target: float = 0.1
-    corruption: str = "salt_pepper"
-    salt: float = 2.0
-    pepper: float = -2.0
-
-
-@dataclass(frozen=True)
-class StudySettings:
-    """The visualization and analysis of each stack: ``unitlens.study.StudyConfig``'s settings (and its
-    defaults), with the number of units studied set per data set (the paper shows 36 and 144)."""
-
-    mnist_units: int = 36
-    patch_units: int = 144
-    restarts: int = StudyConfig.restarts
-    max_steps: int = StudyConfig.max_steps
-    gtol: float = StudyConfig.gtol
-    burn_in: int = StudyConfig.burn_in
-    n_samples: int = StudyConfig.n_samples
-    every: int = StudyConfig.every
-    lc_k: int = StudyConfig.lc_k
-    n_exemplars: int = StudyConfig.n_exemplars
-    control: bool = StudyConfig.control
+    photos: str = ""  # "" : the bundled photographs
+    f0: float = 0.2  # whitening cut-off, cycles/pixel: the Gaussian RBM learned dots at 0.4
+    first_layer_examples: int = 800_000  # about 1M first-layer examples were needed for Gabor-like filters
+    units: int = 144  # the paper's 144 patch units
+    dbn: DBNSettings = field(
+        default_factory=lambda: DBNSettings(
+            learning_rate=0.02, sparsity_cost=1.0, sparsity_target=0.02, upper_sparsity_target=0.1
+        )
+    )
+    sdae: SDAESettings = field(
+        default_factory=lambda: SDAESettings(
+            learning_rate=0.02, corruption="salt_pepper", salt=2.0, pepper=-2.0
+        )
+    )
 
 
 @dataclass(frozen=True)
 class FinetuneSettings:
     """Fine-tuning on MNIST: classification error, and how much it changes the AM images (claim 7).
 
-    ``learning_rate`` is the new output layer's rate and ``hidden_learning_rate`` the pre-trained layers'.
-    The paper gives no fine-tuning setting, and claim 7 depends on the hidden rate. On the quick run's
-    stacks (output layer at 0.2; errors DBN / SDAE, then the median layer-3 AM cosine before/after):
-    hidden 0.2, 3.5% / 3.1% and 0.974 / 0.905; 0.05, 4.4% / 3.3% and 0.995 / 0.977; 0.02, 4.5% / 3.9%
-    and 0.999 / 0.994; 0.005, 4.8% / 4.0% and 1.000 / 0.999 (random initialisation 8.0%). The gentler the
-    rate, the less the images move and the higher the error; the claim is judged at
-    ``hidden_learning_rate``, and every run also measures ``sweep_hidden_rates``
-    (``results/finetune.json``, ``figures/finetune_sweep.png``).
+    The paper gives no setting and claim 7 depends on the hidden layers' rate, so every run measures
+    ``sweep_hidden_rates`` and judges the claim at ``hidden_learning_rate`` (docs/decisions.md, 2026-11-26).
     """
 
     enabled: bool = True
-    examples: int = 20_000
-    learning_rate: float = 0.2
-    hidden_learning_rate: float = 0.005
-    batch_size: int = 20
+    examples: int = 20_000  # 5 epochs of the 4,000 embedded digits
+    learning_rate: float = 0.2  # the new output layer's rate (and every layer's of the random baseline)
+    hidden_learning_rate: float = (
+        0.005  # the pre-trained layers': the highest that kept claim 7 on both presets
+    )
+    batch_size: int = 20  # small batches generalised better on 4,000 digits
     # The output layer's rate down to the judged one: on the quick stacks claim 7 fails at 0.2 and 0.05.
     sweep_hidden_rates: tuple[float, ...] = (0.2, 0.05, 0.02, 0.005)
 
@@ -186,14 +209,18 @@ class FinetuneSettings:
 
 @dataclass(frozen=True)
 class ReproduceConfig:
-    """Everything ``unitlens reproduce`` does; a run folder keeps it as ``config.toml``."""
+    """Everything ``unitlens reproduce`` does; a run folder keeps it as ``config.toml``.
+
+    ``study`` is the study of every stack (``unitlens.study.StudyConfig``) with its ``units`` unset: each
+    data set names its own (``mnist.units``, ``patches.units``).
+    """
 
     preset: str = "quick"
     seed: int = 0
     mnist: MnistSettings = field(default_factory=MnistSettings)
     patches: PatchSettings = field(default_factory=PatchSettings)
     patches20: bool = False
-    study: StudySettings = field(default_factory=StudySettings)
+    study: StudyConfig = field(default_factory=lambda: StudyConfig(units=None))
     finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
 
     def __post_init__(self) -> None:
@@ -201,10 +228,17 @@ class ReproduceConfig:
             raise UnitlensError(f"preset must be one of {PRESETS}, got {self.preset!r}")
         for name, s in (("mnist", self.mnist), ("patches", self.patches)):
             bad_sizes = not s.hidden or min(s.hidden) < 1
-            if bad_sizes or s.batch_size < 1 or s.examples_per_layer < s.batch_size:
-                raise UnitlensError(f"{name}: hidden sizes, batch_size, examples_per_layer must be positive")
+            if bad_sizes or s.batch_size < 1 or s.examples_per_layer < s.batch_size or s.units < 1:
+                raise UnitlensError(
+                    f"{name}: hidden sizes, batch_size, examples_per_layer and units must be positive"
+                )
         if self.patches.size < 4:
             raise UnitlensError(f"patches.size must be >= 4, got {self.patches.size}")
+        if self.study.units is not None:
+            raise UnitlensError(
+                "study.units: each data set names the units it studies (mnist.units, patches.units); "
+                "leave study.units unset"
+            )
 
 
 def _positive(value: Any) -> bool:
@@ -225,19 +259,21 @@ def preset(name: str) -> ReproduceConfig:
                 hidden=(500, 500, 500), examples_per_layer=1_000_000, first_layer_examples=2_000_000
             ),
             patches20=True,
-            study=StudySettings(burn_in=20_000, max_steps=3000),
+            study=StudyConfig(units=None, burn_in=20_000, max_steps=3000),
         )
     raise UnitlensError(f"unknown preset {name!r}; choose one of {PRESETS}")
 
 
-def to_dict(config: ReproduceConfig) -> dict[str, Any]:
-    """Nested plain values (tuples become lists)."""
-    return _plain(dataclasses.asdict(config))
+def to_dict(config: Any) -> dict[str, Any]:
+    """Nested plain values of a settings dataclass (tuples become lists; None settings are left out)."""
+    out = _plain(dataclasses.asdict(config))
+    assert isinstance(out, dict)
+    return out
 
 
 def _plain(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: _plain(v) for k, v in value.items() if v is not None}
     if isinstance(value, tuple | list):
         return [_plain(v) for v in value]
     return value
@@ -256,34 +292,50 @@ def _merge(obj: Any, values: dict[str, Any], where: str) -> Any:
     hints = typing.get_type_hints(type(obj))
     changes: dict[str, Any] = {}
     for key, value in values.items():
-        if key not in fields:
-            full = f"{where}.{key}"
-            for old, instead in RENAMED.items():
-                if full == old or full.endswith("." + old):
-                    raise UnitlensError(f"{where}: setting {key!r} is gone: {instead}")
-            raise UnitlensError(f"{where}: unknown setting {key!r}; known: {', '.join(sorted(fields))}")
-        current = getattr(obj, key)
         path = f"{where}.{key}" if where != "config" else key
+        if key not in fields:
+            _refuse_unknown(where, key, sorted(fields))
+        current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
             changes[key] = _merge(current, value, path)
         else:
-            changes[key] = _coerce(value, current, path, _element_type(hints[key]))
-    return dataclasses.replace(obj, **changes)
+            changes[key] = _coerce(value, hints[key], current, path)
+    try:
+        return dataclasses.replace(obj, **changes)
+    except UnitlensError as exc:
+        raise UnitlensError(f"{where}: {exc}") from exc
 
 
-def _element_type(hint: Any) -> type:
-    """The item type of a ``tuple[T, ...]`` setting (int for anything else)."""
+def _refuse_unknown(where: str, key: str, known: list[str]) -> None:
+    """An unknown key: say what replaced it if it was renamed or moved, else list the known ones."""
+    full = f"{where}.{key}"
+    for old, instead in RENAMED.items():
+        if full == old or full.endswith("." + old):
+            raise UnitlensError(f"{where}: setting {key!r} is gone: {instead}")
+    for old, new in MOVED.items():
+        if full == old or full.endswith("." + old):
+            table, _, name = new.rpartition(".")
+            raise UnitlensError(
+                f"{where}: setting {key!r} moved to {new} (each model has its own block of settings now); "
+                f"to convert the file, move it into a [{table}] table as {name!r}, or start a new run folder"
+            )
+    raise UnitlensError(f"{where}: unknown setting {key!r}; known: {', '.join(known)}")
+
+
+def _coerce(value: Any, hint: Any, current: Any, path: str) -> Any:
+    """``value`` (from TOML or a ``--set`` string) as the type ``hint`` of setting ``path``."""
     args = typing.get_args(hint)
-    return float if args and args[0] is float else int
-
-
-def _coerce(value: Any, current: Any, path: str, element: type = int) -> Any:
-    if isinstance(current, bool):
+    if type(None) in args:  # an optional setting: "none" (or an empty --set value) unsets it
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+            return None
+        hint = next(a for a in args if a is not type(None))
+    kind = typing.get_origin(hint) or hint
+    if kind is bool:
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in ("true", "false"):
             return value.lower() == "true"
-    elif isinstance(current, int):
+    elif kind is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, str):
@@ -291,7 +343,7 @@ def _coerce(value: Any, current: Any, path: str, element: type = int) -> Any:
                 return int(value.replace("_", ""))
             except ValueError:
                 pass
-    elif isinstance(current, float):
+    elif kind is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
         if isinstance(value, str):
@@ -299,12 +351,13 @@ def _coerce(value: Any, current: Any, path: str, element: type = int) -> Any:
                 return float(value)
             except ValueError:
                 pass
-    elif isinstance(current, str):
+    elif kind is str:
         if isinstance(value, str):
             return value
-    elif isinstance(current, tuple):
+    elif kind is tuple:
+        element = float if typing.get_args(hint)[:1] == (float,) else int
         items = (value.split(",") if value.strip() else []) if isinstance(value, str) else value
-        if isinstance(items, list | tuple):
+        if isinstance(items, list | tuple) and all(not isinstance(v, bool) for v in items):
             try:
                 return tuple(element(str(v).strip()) for v in items)
             except ValueError:
@@ -313,7 +366,7 @@ def _coerce(value: Any, current: Any, path: str, element: type = int) -> Any:
 
 
 def apply_overrides(config: ReproduceConfig, overrides: list[str]) -> ReproduceConfig:
-    """Apply ``key=value`` strings (dotted keys) from the command line."""
+    """Apply ``key=value`` strings from the command line (dotted keys: ``mnist.dbn.learning_rate=0.1``)."""
     values: dict[str, Any] = {}
     for item in overrides:
         key, sep, value = item.partition("=")
@@ -322,21 +375,29 @@ def apply_overrides(config: ReproduceConfig, overrides: list[str]) -> ReproduceC
         node = values
         parts = key.strip().split(".")
         for part in parts[:-1]:
-            node = node.setdefault(part, {})
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise UnitlensError(f"--set {item!r}: {part!r} is a setting, not a table of settings")
+            node = child
         node[parts[-1]] = value.strip()
     return _merge(config, values, "config")
 
 
 def dumps_toml(config: ReproduceConfig) -> str:
-    """The config as TOML (scalars, lists of ints, and one level of tables)."""
-    data = to_dict(config)
-    top = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
-    tables = [
-        f"\n[{k}]\n" + "\n".join(f"{kk} = {_toml_value(vv)}" for kk, vv in v.items())
-        for k, v in data.items()
-        if isinstance(v, dict)
-    ]
-    return "\n".join(top) + "\n" + "\n".join(tables) + "\n"
+    """The config as TOML: scalars and lists first, then one table per settings block (``[mnist.dbn]``)."""
+    lines: list[str] = []
+    _toml_table(to_dict(config), "", lines)
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _toml_table(data: dict[str, Any], name: str, lines: list[str]) -> None:
+    scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    if name and (scalars or not data):
+        lines.append(f"\n[{name}]")
+    lines.extend(f"{k} = {_toml_value(v)}" for k, v in scalars.items())
+    for k, v in data.items():
+        if isinstance(v, dict):
+            _toml_table(v, f"{name}.{k}" if name else k, lines)
 
 
 def _toml_value(v: Any) -> str:

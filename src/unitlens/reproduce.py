@@ -30,116 +30,34 @@ import torch
 from unitlens import progress
 from unitlens.analysis.claims import measure_claims
 from unitlens.atomic import write_text
+from unitlens.catalogue import MODELS, derive_seed, split_stack_name, stack_name
 from unitlens.checkpoint import paths_for, save_checkpoint, versions
-from unitlens.config import ReproduceConfig, StackSettings, dumps_toml, load_toml
+from unitlens.config import ReproduceConfig, dumps_toml, load_toml
 from unitlens.data.dataset import Dataset
-from unitlens.data.elastic import ElasticStream
-from unitlens.data.mnist import load_mnist
-from unitlens.data.patches import load_patches
-from unitlens.data.stream import BatchSource, ShuffledBatches
 from unitlens.errors import UnitlensError
 from unitlens.models.classifier import StackClassifier
-from unitlens.models.dae import Corruption, default_corruption, default_decoder
-from unitlens.models.dbn import DBN
-from unitlens.models.sdae import SDAE
 from unitlens.models.stack import LayerStack
-from unitlens.results import save_arrays, study_arrays
+from unitlens.recipes import (
+    batch_source,
+    build_stack,
+    datasets_of,
+    finetune_config,
+    load_datasets,
+    stack_settings,
+    study_config,
+    training_config,
+)
 from unitlens.runs import pretrain
-from unitlens.study import StudyConfig, study_stack
+from unitlens.study import stack_results, study_stack
 from unitlens.training.finetune import FinetuneConfig, finetune
-from unitlens.training.greedy import LayerwiseConfig
-from unitlens.training.sgd import SGDConfig
 from unitlens.visualize.activation_maximization import AMResult, maximize_activation
 
-MODELS = ("dbn", "sdae")
 log = logging.getLogger("unitlens")
 
 
 def stack_names(config: ReproduceConfig) -> list[str]:
     """The stacks a run trains, ``{dataset}-{model}``."""
-    datasets = ["mnist", "patches"] + (["patches20"] if config.patches20 else [])
-    return [f"{ds}-{m}" for ds in datasets for m in MODELS]
-
-
-def load_datasets(config: ReproduceConfig) -> dict[str, Dataset]:
-    """The data sets a run uses, loaded from the embedded data or the folders the config names."""
-    p = config.patches
-    data = {
-        "mnist": load_mnist(config.mnist.data_dir or None),
-        "patches": load_patches(
-            p.photos or None, size=p.size, n_train=p.n_train, n_test=p.n_test, seed=config.seed, f0=p.f0
-        ),
-    }
-    if config.patches20:
-        data["patches20"] = load_patches(
-            p.photos or None, size=20, n_train=p.n_train, n_test=p.n_test, seed=config.seed, f0=p.f0
-        )
-    return data
-
-
-def build(model: str, data: Dataset, settings: StackSettings, generator: torch.Generator) -> LayerStack:
-    """A fresh stack of ``model`` for ``data``."""
-    sizes = [data.n_inputs, *settings.hidden]
-    if model == "dbn":
-        return DBN.build(sizes, "bernoulli" if data.kind == "binary" else "gaussian", generator=generator)
-    corruption = (
-        Corruption(settings.corruption, settings.corruption_level, settings.salt, settings.pepper)
-        if settings.corruption
-        else default_corruption(data.kind)
-    )
-    return SDAE.build(sizes, default_decoder(data.kind), corruption, generator=generator)
-
-
-def training_config(model: str, settings: StackSettings) -> LayerwiseConfig:
-    """Greedy pre-training settings: the first layer's rate, then the upper layers'."""
-    n = settings.examples_per_layer
-    first, upper = (
-        (settings.dbn_learning_rate, settings.dbn_upper_learning_rate)
-        if model == "dbn"
-        else (settings.sdae_learning_rate, settings.sdae_upper_learning_rate)
-    )
-    warmup = n // 10
-
-    decay = settings.dbn_weight_decay if model == "dbn" else 0.0
-
-    def sgd(rate: float) -> SGDConfig:
-        return SGDConfig(
-            learning_rate=rate,
-            batch_size=settings.batch_size,
-            momentum_warmup_examples=warmup,
-            weight_decay=decay,
-        )
-
-    return LayerwiseConfig(
-        examples_per_layer=n,
-        first_layer_examples=settings.first_layer_examples,
-        sgd=(sgd(first), sgd(upper)),
-        eval_every=max(n // 5, settings.batch_size),
-        checkpoint_every=max(n // 4, settings.batch_size),
-        sparsity_cost=settings.dbn_sparsity_cost if model == "dbn" else settings.sdae_sparsity_cost,
-        sparsity_target=(
-            (settings.dbn_sparsity_target, settings.dbn_upper_sparsity_target)
-            if model == "dbn"
-            else (settings.sdae_sparsity_target,)
-        ),
-    )
-
-
-def source_for(dataset: str, data: Dataset, config: ReproduceConfig, seed: int) -> BatchSource:
-    """Training batches: the elastic stream for MNIST (unless disabled), epochs over the set otherwise."""
-    settings = config.mnist if dataset == "mnist" else config.patches
-    generator = torch.Generator().manual_seed(seed)
-    if dataset == "mnist" and config.mnist.elastic:
-        return ElasticStream(data.x_train, data.y_train, data.image_shape, settings.batch_size, generator)
-    return ShuffledBatches(data.x_train, data.y_train, settings.batch_size, generator)
-
-
-def study_config(dataset: str, config: ReproduceConfig) -> StudyConfig:
-    """The study of ``dataset``'s stacks: every StudySettings field StudyConfig shares, and the unit count."""
-    s = config.study
-    shared = {f.name for f in dataclasses.fields(StudyConfig)} & {f.name for f in dataclasses.fields(s)}
-    units = s.mnist_units if dataset == "mnist" else s.patch_units
-    return StudyConfig(units=units, **{name: getattr(s, name) for name in shared})
+    return [stack_name(ds, m) for ds in datasets_of(config) for m in MODELS]
 
 
 class Run:
@@ -251,12 +169,12 @@ def _reproduce(run: Run, quiet: bool) -> Path:
     datasets = load_datasets(config)
     stacks: dict[str, LayerStack] = {}
     with progress.current().stages(stage_names(config)):
-        for index, name in enumerate(stack_names(config)):
-            stacks[name] = _train(run, name, index, datasets[name.split("-")[0]], quiet)
-            run.stage(f"study {name}", functools.partial(_study, run, name, index, stacks[name], datasets))
+        for name in stack_names(config):
+            stacks[name] = _train(run, name, datasets[split_stack_name(name)[0]], quiet)
+            run.stage(f"study {name}", functools.partial(_study, run, name, stacks[name], datasets))
         if config.finetune.enabled:
             run.stage("finetune", lambda: _finetune_stage(run, stacks, datasets["mnist"]))
-    for ds in ("mnist", "patches", "patches20"):
+    for ds in datasets_of(config):
         if f"{ds}-dbn" in stacks and f"{ds}-sdae" in stacks:
             _add_filter_match(
                 folder / "results" / f"{ds}-dbn.json", stacks[f"{ds}-dbn"], stacks[f"{ds}-sdae"]
@@ -269,14 +187,14 @@ def _reproduce(run: Run, quiet: bool) -> Path:
     return report
 
 
-def _train(run: Run, name: str, index: int, data: Dataset, quiet: bool) -> LayerStack:
+def _train(run: Run, name: str, data: Dataset, quiet: bool) -> LayerStack:
     """Pre-train stack ``name`` (resuming an interrupted run; loading a finished one)."""
     config = run.config
-    dataset, model = name.split("-")
-    settings = config.mnist if dataset == "mnist" else config.patches
-    seed = config.seed * 1000 + index
-    stack = build(model, data, settings, torch.Generator().manual_seed(seed))
-    source = source_for(dataset, data, config, seed + 500)
+    dataset, model = split_stack_name(name)
+    settings = stack_settings(dataset, config)
+    seed = derive_seed(config.seed, "train", name)
+    stack = build_stack(model, data, settings, torch.Generator().manual_seed(seed))
+    source = batch_source(dataset, data, config, derive_seed(config.seed, "batches", name))
     trained: list[LayerStack] = []
 
     def work() -> None:
@@ -298,15 +216,14 @@ def _train(run: Run, name: str, index: int, data: Dataset, quiet: bool) -> Layer
     return trained[0]
 
 
-def _study(run: Run, name: str, index: int, stack: LayerStack, datasets: dict[str, Dataset]) -> None:
+def _study(run: Run, name: str, stack: LayerStack, datasets: dict[str, Dataset]) -> None:
     """Every method and analysis on ``stack``; raw arrays and the summary written atomically."""
-    dataset = name.split("-")[0]
+    dataset = split_stack_name(name)[0]
     data = datasets[dataset]
-    generator = torch.Generator().manual_seed(run.config.seed * 1000 + 700 + index)
+    generator = torch.Generator().manual_seed(derive_seed(run.config.seed, "study", name))
     studies = study_stack(stack, data, study_config(dataset, run.config), generator)
-    save_arrays(run.folder / "results" / f"{name}.npz", study_arrays(studies, data))
-    summary = {"layers": [s.summary() for s in studies]}
-    write_text(run.folder / "results" / f"{name}.json", json.dumps(summary, indent=1) + "\n")
+    # One results format (unitlens.results): NAME.npz and its summary NAME.json, each written atomically.
+    stack_results(studies, data).save(run.folder / "results" / f"{name}.npz")
 
 
 def _add_filter_match(summary_path: Path, dbn: LayerStack, sdae: LayerStack) -> None:
@@ -317,20 +234,17 @@ def _add_filter_match(summary_path: Path, dbn: LayerStack, sdae: LayerStack) -> 
 
 def render_run(run_dir: Path) -> Path:
     """Claims (when the run has summaries), figures and report, from ``run_dir/results`` alone."""
-    from unitlens.render.figures import write_figures
+    from unitlens.render.figures import read_finetune, write_figures
     from unitlens.render.report import write_report
+    from unitlens.results import read_summary
 
     results = run_dir / "results"
     if not results.is_dir():
         raise UnitlensError(f"{run_dir} has no results/ folder: is it a unitlens run folder?")
-    summaries = {}
-    for path in sorted(results.glob("*-*.json")):
-        try:
-            summaries[path.stem] = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise UnitlensError(f"{path} is damaged: {exc}") from exc
+    # The study's summaries (unitlens.results' format, validated, naming a damaged file).
+    summaries = {path.stem: read_summary(path) for path in sorted(results.glob("*-*.json"))}
     finetune_path = results / "finetune.json"
-    finetune = json.loads(finetune_path.read_text(encoding="utf-8")) if finetune_path.exists() else None
+    finetune = read_finetune(finetune_path) if finetune_path.exists() else None
     if summaries:
         claims = measure_claims(summaries, finetune)
         write_text(results / "claims.json", json.dumps(claims, indent=1) + "\n")
@@ -362,18 +276,6 @@ def finetune_rates(config: ReproduceConfig) -> list[float]:
     return sorted({*ft.sweep_hidden_rates, ft.hidden_learning_rate}, reverse=True)
 
 
-def finetune_config(config: ReproduceConfig, hidden_learning_rate: float | None) -> FinetuneConfig:
-    """Fine-tuning with the run's settings and the pre-trained layers at ``hidden_learning_rate``."""
-    ft = config.finetune
-    return FinetuneConfig(
-        examples=ft.examples,
-        learning_rate=ft.learning_rate,
-        hidden_learning_rate=hidden_learning_rate,
-        batch_size=ft.batch_size,
-        eval_every=ft.examples,
-    )
-
-
 def finetune_stack(
     stack: LayerStack, data: Dataset, config: ReproduceConfig, hidden_learning_rate: float
 ) -> tuple[StackClassifier, float]:
@@ -382,16 +284,20 @@ def finetune_stack(
     The seeds depend on the run's seed only, not on the rate, so every rate starts from the same output
     layer and sees the same batches.
     """
-    clf = StackClassifier.from_stack(stack, 10, generator=torch.Generator().manual_seed(config.seed))
-    return clf, _fit(clf, data, finetune_config(config, hidden_learning_rate))
+    clf = StackClassifier.from_stack(stack, 10, generator=torch.Generator().manual_seed(_output_seed(config)))
+    return clf, _fit(clf, data, finetune_config(config.finetune, hidden_learning_rate), config)
 
 
-def _fit(clf: StackClassifier, data: Dataset, ft_config: FinetuneConfig) -> float:
+def _output_seed(config: ReproduceConfig) -> int:
+    """The seed of every classifier's new output layer (the random baseline's whole initialisation)."""
+    return derive_seed(config.seed, "finetune", "init")
+
+
+def _fit(clf: StackClassifier, data: Dataset, ft_config: FinetuneConfig, config: ReproduceConfig) -> float:
     """Fine-tune ``clf`` on ``data``'s labels with the stage's batch seed; its held-out error."""
     assert data.y_train is not None and data.y_test is not None
-    result = finetune(
-        clf, data.x_train, data.y_train, data.x_test, data.y_test, ft_config, torch.Generator().manual_seed(1)
-    )
+    batches = torch.Generator().manual_seed(derive_seed(config.seed, "finetune", "batches"))
+    result = finetune(clf, data.x_train, data.y_train, data.x_test, data.y_test, ft_config, batches)
     return result.test_error
 
 
@@ -412,7 +318,7 @@ def _finetune_am(
         norm=data.rho,
         max_steps=config.study.max_steps,
         learning_rate=learning_rate,
-        generator=torch.Generator().manual_seed(2),
+        generator=torch.Generator().manual_seed(derive_seed(config.seed, "finetune", "am")),
     )
 
 
@@ -426,7 +332,7 @@ def _finetune_stage(run: Run, stacks: dict[str, LayerStack], data: Dataset) -> N
     """
     config = run.config
     ft = config.finetune
-    units = torch.arange(min(config.study.mnist_units, min(config.mnist.hidden)))
+    units = torch.arange(min(config.mnist.units, min(config.mnist.hidden)))
     before = {
         model: {
             layer: _finetune_am(stacks[f"mnist-{model}"], layer, units, data, config)
@@ -457,20 +363,15 @@ def _finetune_stage(run: Run, stacks: dict[str, LayerStack], data: Dataset) -> N
         )
         sweep.append({"hidden_learning_rate": rate, "errors": errors, "am_cosine": cosines})
     rand = StackClassifier.random(
-        stacks["mnist-dbn"].layer_sizes, 10, generator=torch.Generator().manual_seed(config.seed)
+        stacks["mnist-dbn"].layer_sizes, 10, generator=torch.Generator().manual_seed(_output_seed(config))
     )
     # The random baseline has no features to keep: every layer learns at the output layer's rate.
-    random_error = _fit(rand, data, finetune_config(config, None))
+    random_error = _fit(rand, data, finetune_config(ft, None), config)
     weights: dict[str, str] = {}
     for model, (tuned, error) in judged.items():
         meta = {
             "finetuned_from": f"mnist-{model}",
-            "finetune": {
-                "examples": ft.examples,
-                "learning_rate": ft.learning_rate,
-                "hidden_learning_rate": ft.hidden_learning_rate,
-                "batch_size": ft.batch_size,
-            },
+            "finetune": dataclasses.asdict(finetune_config(ft, ft.hidden_learning_rate)),
             "test_error": error,
             "seed": config.seed,
         }

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from unitlens.atomic import write_text
 from unitlens.checkpoint import load_model, paths_for, read_checkpoint, save_checkpoint
-from unitlens.data.dataset import Dataset
+from unitlens.data.dataset import DataRecipe, Dataset
 from unitlens.data.stream import BatchSource
 from unitlens.errors import UnitlensError
 from unitlens.models.stack import LayerStack
@@ -29,14 +29,28 @@ from unitlens.training.greedy import LayerwiseConfig, LayerwiseState, train_laye
 
 
 def data_meta(data: Dataset) -> dict[str, Any]:
-    """What a checkpoint records of the data a model was trained on."""
-    return {
+    """What a checkpoint records of the data a model was trained on: its norm, kind and shape, and the
+    recipe that rebuilds it (``recipe``; the standardisation itself is stored as ``data.*`` tensors)."""
+    meta: dict[str, Any] = {
         "rho": data.rho,
         "kind": data.kind,
         "image_shape": list(data.image_shape),
         "source": data.source,
         "n_train": int(data.x_train.shape[0]),
     }
+    if data.recipe is not None:
+        meta["recipe"] = data.recipe.to_dict()
+    return meta
+
+
+def recorded_recipe(meta: dict[str, Any], path: str | Path) -> DataRecipe | None:
+    """The data recipe a checkpoint's JSON ``path`` records, or None if it predates recipes."""
+    data = meta.get("data", {})
+    if not isinstance(data, dict):
+        raise UnitlensError(f"{path}: field 'data' must be an object, got {type(data).__name__}")
+    if "recipe" not in data:
+        return None
+    return DataRecipe.from_dict(data["recipe"], where=f"{path}: field data.recipe")
 
 
 def data_tensors(data: Dataset) -> dict[str, Tensor]:
@@ -154,10 +168,16 @@ def _check_same(
                 "use another output folder, or delete the checkpoint to start afresh"
             )
     stored = meta.get("data", {})
+    recipe = training["data"].get("recipe")
+    if recipe is not None and stored.get("recipe") not in (None, recipe):
+        raise UnitlensError(
+            f"{path} was trained on data loaded another way ({stored['recipe']} vs {recipe}); use another "
+            "output folder, or delete the checkpoint to start afresh"
+        )
     if stored.get("rho") is not None and abs(float(stored["rho"]) - float(training["data"]["rho"])) > 1e-6:
         raise UnitlensError(
             f"{path} was trained on other data (rho {stored['rho']} vs {training['data']['rho']})"
         )
 
 
-__all__ = ["config_dict", "data_meta", "data_tensors", "pretrain", "read_checkpoint"]
+__all__ = ["config_dict", "data_meta", "data_tensors", "pretrain", "read_checkpoint", "recorded_recipe"]

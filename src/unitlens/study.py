@@ -1,10 +1,11 @@
 """Every method and every analysis on the layers of a trained stack, in one call.
 
-``study_stack`` is pure: it returns tensors and summaries; ``unitlens.runs`` and ``unitlens.render`` turn
-them into files. For each layer it runs activation maximization (all requested units x restarts as one
-batch), the linear combination of lower filters, clamped sampling (DBN, layers >= 2), dataset exemplars,
-and the analyses: restart agreement (with the shuffled-weights control), selectivity, degenerate optima,
-agreement between methods, and the optimum's activation against the data's.
+``study_stack`` is pure: it returns tensors and summaries. For each layer it runs activation maximization
+(all requested units x restarts as one batch), the linear combination of lower filters, clamped sampling
+(DBN, layers >= 2), dataset exemplars, and the analyses: restart agreement (with the shuffled-weights
+control), selectivity, degenerate optima, agreement between methods, and the optimum's activation against
+the data's. ``stack_results`` turns the studies into the results format of ``unitlens.results`` (numpy
+arrays and the summary), which the pipeline saves and render reads: the dependency runs study -> results.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -31,6 +33,7 @@ from unitlens.data.dataset import Dataset
 from unitlens.errors import UnitlensError
 from unitlens.models.dbn import DBN
 from unitlens.models.stack import LayerStack
+from unitlens.results import LayerResults, StackResults
 from unitlens.visualize.activation_maximization import DEFAULT_GTOL, AMResult, maximize_activation
 from unitlens.visualize.dbn_sampling import ClampedSamples, sample_clamped
 from unitlens.visualize.exemplars import Exemplars, top_exemplars
@@ -159,6 +162,71 @@ class LayerStudy:
         if self.control_selectivity is not None:
             out["control_selectivity"] = self.control_selectivity.to_dict()
         return out
+
+    def results(self, data: Dataset) -> LayerResults:
+        """This layer's results as numpy arrays (the fields of ``unitlens.results.LayerResults``).
+
+        ``data`` is the data set the study ran on: the exemplars are its training rows ``(U, N, d)``.
+        """
+        am = self.am
+        flag = am.steps.dtype  # flags are stored as integers, like the step counts
+        optional: dict[str, Tensor | None] = {
+            "filters": self.filters,
+            "flat": None if self.flat is None else self.flat.flagged.to(dtype=flag),
+            "dead": None if self.flat is None else self.flat.dead.to(dtype=flag),
+            "exemplar_selectivity": None
+            if self.exemplar_selectivity is None
+            else self.exemplar_selectivity.normalised,
+            "control_selectivity": None
+            if self.control_selectivity is None
+            else self.control_selectivity.normalised,
+        }
+        if self.samples is not None and self.samples_vs_am is not None:
+            optional.update(
+                samples=self.samples.samples, samples_mean=self.samples.mean, samples_vs_am=self.samples_vs_am
+            )
+        return LayerResults(
+            units=_numpy(self.units),
+            am_x=_numpy(am.x.flatten(2)),
+            am_activation=_numpy(am.activation),
+            am_steps=_numpy(am.steps),
+            am_converged=_numpy(am.converged.to(dtype=flag)),
+            am_history=_numpy(am.history),
+            am_best=_numpy(am.best),
+            lc=_numpy(self.linear_combination),
+            exemplars=_numpy(data.x_train[self.exemplars.indices]),
+            exemplar_activations=_numpy(self.exemplars.activations),
+            selectivity=_numpy(self.selectivity.normalised),
+            restart_mean_cosine=_numpy(self.restarts.mean_cosine),
+            energy_concentration=_numpy(self.degenerate.concentration),
+            lc_vs_am=_numpy(self.lc_vs_am),
+            am_stationarity=_numpy(am.stationarity),
+            am_start_gradient_norm=_numpy(am.start_gradient_norm),
+            selectivity_margin=_numpy(self.selectivity.margin),
+            **{k: _numpy(v) for k, v in optional.items() if v is not None},
+        )
+
+
+def _numpy(t: Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy()
+
+
+def stack_results(studies: list[LayerStudy], data: Dataset, *, source: str = "results") -> StackResults:
+    """A stack's layer studies as one ``StackResults``: every layer's arrays, the data's image shape and
+    standardisation, and the summary ``{"layers": [study.summary(), ...]}`` (validated on creation)."""
+    return StackResults(
+        image_shape=data.image_shape,
+        layers={s.layer: s.results(data) for s in studies},
+        pixel_mean=None if data.pixel_mean is None else _numpy(data.pixel_mean),
+        pixel_scale=None if data.pixel_scale is None else _numpy(data.pixel_scale),
+        summary={"layers": [s.summary() for s in studies]},
+        source=source,
+    )
+
+
+def study_arrays(studies: list[LayerStudy], data: Dataset) -> dict[str, np.ndarray]:
+    """The flat ``{key: array}`` form of :func:`stack_results` (the ``.npz`` layout), without the summary."""
+    return stack_results(studies, data).to_arrays()
 
 
 def _stationarity_summary(am: AMResult) -> dict[str, float]:

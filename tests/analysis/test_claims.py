@@ -168,3 +168,14 @@ def test_finetune_floor_is_the_layers_own_restart_agreement_where_lower() -> Non
     assert _by_id(measure_claims({"mnist-sdae": loose}, finetune))["7"]["verdict"] == "holds"
     assert _by_id(measure_claims({"mnist-sdae": tight}, finetune))["7"]["verdict"] == "fails"
     assert "floor 0.980" in str(_by_id(measure_claims({"mnist-sdae": loose}, finetune))["7"]["measured"])
+
+
+def test_claim_2_says_how_many_disagreeing_units_end_at_separate_maxima() -> None:
+    row = _layer(2, 0.99, 0.85)
+    row["restarts"] = {**row["restarts"], "n_below": 21, "n_separate_maxima": 19}  # type: ignore[dict-item]
+    claims = _by_id(measure_claims({"patches-sdae": {"layers": [row]}}))
+    assert claims["2.2"]["verdict"] == "fails"  # 85% above 0.9 < 95%
+    assert "of its 21 units at or below 0.9, 19 end at separate maxima" in str(claims["2.2"]["measured"])
+    # Summaries written before the count existed read as before.
+    old = _by_id(measure_claims({"patches-sdae": {"layers": [_layer(2, 0.99, 0.85)]}}))
+    assert "separate maxima" not in str(old["2.2"]["measured"])

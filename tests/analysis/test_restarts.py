@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from unitlens.analysis.restarts import (
+    SAME_HEIGHT,
     activation_cv,
     cosine_to_best,
     mean_pairwise_cosine,
@@ -113,6 +114,27 @@ def test_summary_numbers_on_a_hand_built_case() -> None:
     assert d["median_activation_cv"] == pytest.approx(expected_cv[1], rel=1e-6)
     assert d["max_activation_cv"] == pytest.approx(expected_cv[2], rel=1e-6)
     assert all(isinstance(v, int | float) for v in d.values())
+    # Units 1 and 2 disagree; both end at different heights (spreads 0.5, 2/3): separate maxima.
+    assert d["n_below"] == 2 and d["n_separate_maxima"] == 2
+
+
+def test_separate_maxima_are_told_from_a_plateau() -> None:
+    # Four units whose restarts disagree (orthogonal x*) or agree, at one height or several.
+    e = torch.eye(3)
+    x = torch.stack([e, e, e[[0, 0, 0]], e])
+    activation = torch.tensor(
+        [
+            [2.0, 2.0, 2.0 * (1 - SAME_HEIGHT / 2)],  # disagree, one height: a plateau
+            [2.0, 1.5, 1.0],  # disagree, three heights: separate maxima
+            [2.0, 1.0, 1.0],  # agree (one x*): not counted whatever the heights
+            [0.2, 0.1, 0.1],  # near 0 the spread is absolute: 0.1 apart, separate maxima
+        ]
+    )
+    steps = torch.full((4, 3), 5)
+    a = restart_agreement(x, activation, steps, torch.ones(4, 3, dtype=torch.bool))
+    assert a.activation_spread.tolist() == pytest.approx([SAME_HEIGHT / 2, 0.5, 0.5, 0.1], rel=1e-4)
+    s = summarize_restarts(a)
+    assert (s.n_below, s.n_separate_maxima) == (3, 2)
 
 
 @dataclass(frozen=True)

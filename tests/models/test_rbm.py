@@ -11,7 +11,7 @@ import torch
 from sklearn.neural_network import BernoulliRBM
 
 from unitlens.errors import UnitlensError
-from unitlens.models.rbm import RBM, VISIBLE_TYPES
+from unitlens.models.rbm import RBM, VISIBLE_TYPES, RBMConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -64,18 +64,36 @@ def test_initialisation_follows_the_generator_and_the_guide() -> None:
 
 def test_config_round_trip() -> None:
     for visible in VISIBLE_TYPES:
-        rbm = RBM(7, 5, visible)
-        config = rbm.config()
-        assert config == {"n_visible": 7, "n_hidden": 5, "visible": visible}
-        again = RBM.from_config(config)
-        assert again.config() == config
-        assert again.weight.shape == (5, 7)
+        for dtype in (torch.float32, torch.float64):
+            rbm = RBM(7, 5, visible, dtype=dtype)
+            config = rbm.config()
+            name = str(dtype).removeprefix("torch.")
+            assert config == {"n_visible": 7, "n_hidden": 5, "visible": visible, "dtype": name}
+            assert rbm.cfg == RBMConfig(7, 5, visible, name)
+            again = RBM.from_config(config)
+            assert again.config() == config
+            assert again.weight.shape == (5, 7) and again.weight.dtype == dtype
+            assert RBM.from_config(rbm.cfg).config() == config
+
+
+def test_config_written_before_dtype_reads_as_float32() -> None:
+    rbm = RBM.from_config({"n_visible": 7, "n_hidden": 5, "visible": "gaussian"})
+    assert rbm.weight.dtype == torch.float32
+    assert rbm.cfg == RBMConfig(7, 5, "gaussian", "float32")
+
+
+def test_config_follows_the_parameters_dtype() -> None:
+    rbm = RBM(4, 3).double()
+    assert rbm.cfg.dtype == "float64" and rbm.config()["dtype"] == "float64"
+    with pytest.raises(UnitlensError, match="dtype"):
+        RBM(4, 3, dtype=torch.float16)
 
 
 @pytest.mark.parametrize(
     "config",
     [
-        {"n_visible": 7, "n_hidden": 5},
+        {"n_hidden": 5, "visible": "bernoulli"},
+        {"n_visible": 7, "n_hidden": 5, "visible": "bernoulli", "dtype": "int8"},
         {"n_visible": 7, "n_hidden": 5, "visible": "bernoulli", "extra": 1},
         {"n_visible": 0, "n_hidden": 5, "visible": "bernoulli"},
         {"n_visible": 7.0, "n_hidden": 5, "visible": "bernoulli"},

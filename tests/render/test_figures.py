@@ -23,13 +23,14 @@ from unitlens.render.figures import (
     figure3,
     figure4,
     layer_figure,
+    read_manifest,
     read_training_log,
     selectivity_figure,
     write_figures,
 )
 from unitlens.render.png import load_png, save_png
 from unitlens.render.tiles import BORDER_VALUE, scale_tile, upscale
-from unitlens.results import save_arrays
+from unitlens.results import StackResults, save_arrays
 
 SHAPE = (6, 6)  # 36 pixels: room for one marker position per unit of a 36-unit panel
 
@@ -50,7 +51,7 @@ def make_stack(
     samples: bool = True,
     seed: int = 0,
 ) -> dict[str, np.ndarray]:
-    """Results arrays (format of ``unitlens.results``) with self-identifying images.
+    """Results arrays (format of ``unitlens.results``, every required key) with self-identifying images.
 
     - filters[k]: +1 at k, -1 at k+1 (signed);
     - am_x[k, r]: +1 at k for the best restart, else +1 at k+1+r, with -0.25 at k+20 (signed);
@@ -82,12 +83,17 @@ def make_stack(
         out[p + "am_activation"] = activation
         out[p + "am_best"] = best.astype(np.int64)
         out[p + "am_steps"] = rng.integers(3, 8, size=(n_units, restarts)).astype(np.int64)
+        out[p + "am_converged"] = np.ones((n_units, restarts), dtype=np.int64)
         out[p + "am_history"] = np.cumsum(rng.random((8, n_units, restarts)), axis=0).astype(np.float32)
         out[p + "lc"] = np.stack([_e(d, (k, 1.0), (k + 2, -0.5)) for k in range(n_units)])
+        out[p + "exemplars"] = rng.uniform(0.0, 1.0, size=(n_units, 2, d)).astype(np.float32)
+        out[p + "exemplar_activations"] = rng.normal(size=(n_units, 2)).astype(np.float32)
         sel = rng.uniform(0.0, 0.9, size=(min(n_units, 36), min(n_units, 36))).astype(np.float32)
         np.fill_diagonal(sel, 1.0)
         out[p + "selectivity"] = sel
         out[p + "restart_mean_cosine"] = rng.uniform(0.8, 1.0, size=n_units).astype(np.float32)
+        out[p + "energy_concentration"] = rng.uniform(0.1, 0.9, size=n_units).astype(np.float32)
+        out[p + "lc_vs_am"] = rng.uniform(-1.0, 1.0, size=n_units).astype(np.float32)
         if j == 1:
             out[p + "filters"] = np.stack([_e(d, (k, 1.0), (k + 1, -1.0)) for k in range(n_units)])
         elif samples:
@@ -101,6 +107,11 @@ def make_stack(
                 [np.full(d, 0.2, np.float32) + _e(d, (k, 0.6)) for k in range(n_units)]
             )
     return out
+
+
+def res(arrays: dict[str, np.ndarray]) -> StackResults:
+    """The validated results of ``arrays`` (what ``StackResults.load`` gives for the saved file)."""
+    return StackResults.from_arrays(arrays)
 
 
 def tiles(
@@ -135,7 +146,7 @@ def argmax_grid(t: np.ndarray) -> np.ndarray:
 
 
 def test_figure1_layout_tiles_and_borders() -> None:
-    dbn, sdae = make_stack(seed=1), make_stack(seed=2)
+    dbn, sdae = res(make_stack(seed=1)), res(make_stack(seed=2))
     fig = figure1(dbn, sdae)
     assert isinstance(fig, FigureImage)
     assert fig.missing == ()
@@ -160,7 +171,7 @@ def test_figure1_layout_tiles_and_borders() -> None:
 
 
 def test_figure1_scale_enlarges_every_panel_exactly() -> None:
-    dbn, sdae = make_stack(seed=1), make_stack(seed=2)
+    dbn, sdae = res(make_stack(seed=1)), res(make_stack(seed=2))
     small, big = figure1(dbn, sdae), figure1(dbn, sdae, scale=3)
     for name in small.boxes:
         np.testing.assert_array_equal(big.crop(name), upscale(small.crop(name), 3))
@@ -169,7 +180,7 @@ def test_figure1_scale_enlarges_every_panel_exactly() -> None:
 
 def test_figure1_restarts_sorted_by_activation() -> None:
     sdae = make_stack(seed=3)
-    fig = figure1(make_stack(seed=4), sdae, restart_units=(5, 0, 17, 35))
+    fig = figure1(res(make_stack(seed=4)), res(sdae), restart_units=(5, 0, 17, 35))
     activation = sdae["layer3/am_activation"]
     best = sdae["layer3/am_best"]
     for k, unit in enumerate((5, 0, 17, 35)):
@@ -181,7 +192,7 @@ def test_figure1_restarts_sorted_by_activation() -> None:
 
 
 def test_figure1_without_sdae_keeps_dbn_and_labels_the_gap() -> None:
-    dbn = make_stack(seed=5)
+    dbn = res(make_stack(seed=5))
     fig = figure1(dbn, None)
     assert set(fig.missing) == {"sdae/layer1", "sdae/layer2", "sdae/layer3", "restarts"}
     for layer in (1, 2, 3):
@@ -197,12 +208,12 @@ def test_figure1_without_sdae_keeps_dbn_and_labels_the_gap() -> None:
 
 def test_figure1_missing_layer_and_missing_dbn() -> None:
     dbn = {k: v for k, v in make_stack(seed=6).items() if not k.startswith("layer3/")}
-    fig = figure1(dbn, make_stack(seed=7))
+    fig = figure1(res(dbn), res(make_stack(seed=7)))
     assert fig.missing == ("dbn/layer3",)
     np.testing.assert_array_equal(
         argmax_grid(tiles(fig.crop("sdae/layer3"), (6, 6))), np.arange(36).reshape(6, 6)
     )
-    fig = figure1(None, make_stack(seed=7))
+    fig = figure1(None, res(make_stack(seed=7)))
     assert set(fig.missing) == {"dbn/layer1", "dbn/layer2", "dbn/layer3"}
     with pytest.raises(UnitlensError, match="no results"):
         figure1(None, None)
@@ -210,11 +221,11 @@ def test_figure1_missing_layer_and_missing_dbn() -> None:
 
 def test_figure2_shows_144_units_or_fewer() -> None:
     shape = (12, 13)  # 156 pixels: a marker position for each of 150 units
-    many = make_stack(n_units=150, restarts=2, layers=(1, 2), shape=shape, samples=False, seed=8)
+    many = res(make_stack(n_units=150, restarts=2, layers=(1, 2), shape=shape, samples=False, seed=8))
     fig = figure2(many, None)
     t = tiles(fig.crop("dbn/layer2"), (12, 12), shape)
     np.testing.assert_array_equal(argmax_grid(t), np.arange(144).reshape(12, 12))
-    few = make_stack(n_units=20, restarts=2, layers=(1, 2), shape=shape, samples=False, seed=9)
+    few = res(make_stack(n_units=20, restarts=2, layers=(1, 2), shape=shape, samples=False, seed=9))
     fig = figure2(few, None)
     # 20 units: 5 columns, 4 rows.
     t = tiles(fig.crop("dbn/layer1"), (4, 5), shape)
@@ -225,21 +236,22 @@ def test_figure2_shows_144_units_or_fewer() -> None:
 
 
 def test_wrong_shapes_raise_naming_the_key() -> None:
+    # The figures take validated results: a wrong shape is refused when the results are made or loaded.
     good = make_stack(seed=10)
     bad = dict(good, **{"layer2/am_x": good["layer2/am_x"][:, :, :30]})
     with pytest.raises(UnitlensError, match="layer2/am_x"):
-        figure1(bad, None)
+        res(bad)
     bad = dict(good, **{"layer3/am_best": np.full(36, 9, dtype=np.int64)})
     with pytest.raises(UnitlensError, match="layer3/am_best"):
-        figure1(None, bad)
+        res(bad)
     bad = {k: v for k, v in good.items() if k != "image_shape"}
     with pytest.raises(UnitlensError, match="image_shape"):
-        figure1(bad, None)
+        res(bad)
     bad = dict(good, **{"layer1/filters": good["layer1/filters"][:, :35]})
     with pytest.raises(UnitlensError, match="layer1/filters"):
-        figure1(bad, None)
+        res(bad)
     with pytest.raises(UnitlensError, match="scale"):
-        figure1(good, None, scale=0)
+        figure1(res(good), None, scale=0)
 
 
 # ------------------------------------------------------------------------------------------ selectivity
@@ -248,10 +260,10 @@ def test_wrong_shapes_raise_naming_the_key() -> None:
 def test_selectivity_inset_pixels_equal_the_matrix() -> None:
     stack = make_stack(seed=11)
     m = stack["layer3/selectivity"].astype(np.float64)
-    fig = selectivity_figure(stack, cell=6)  # default: the top layer
+    fig = selectivity_figure(res(stack), cell=6)  # default: the top layer
     np.testing.assert_array_equal(fig.crop("matrix"), np.kron(m, np.ones((6, 6))))
     assert "matrix_stretched" not in fig.boxes  # values span [0, 1]: no stretched copy
-    fig = selectivity_figure(stack, layer=2, cell=2, scale=2)
+    fig = selectivity_figure(res(stack), layer=2, cell=2, scale=2)
     np.testing.assert_array_equal(fig.crop("matrix"), np.kron(stack["layer2/selectivity"], np.ones((4, 4))))
 
 
@@ -259,29 +271,29 @@ def test_selectivity_narrow_range_gets_a_stretched_copy() -> None:
     stack = make_stack(seed=12)
     m = 0.999 + 0.001 * stack["layer3/selectivity"].astype(np.float64)
     stack["layer3/selectivity"] = m
-    fig = selectivity_figure(stack, cell=1)
+    fig = selectivity_figure(res(stack), cell=1)
     np.testing.assert_array_equal(fig.crop("matrix"), m)
     np.testing.assert_allclose(fig.crop("matrix_stretched"), (m - m.min()) / (m.max() - m.min()), atol=1e-12)
-    assert "matrix_stretched" not in selectivity_figure(stack, stretch=False).boxes
+    assert "matrix_stretched" not in selectivity_figure(res(stack), stretch=False).boxes
 
 
 def test_selectivity_errors() -> None:
     stack = make_stack(seed=13)
     with pytest.raises(UnitlensError, match="square"):
-        selectivity_figure(dict(stack, **{"layer3/selectivity": np.ones((3, 4))}))
+        res(dict(stack, **{"layer3/selectivity": np.ones((3, 4), dtype=np.float32)}))
     with pytest.raises(UnitlensError, match=r"\[0, 1\]"):
-        selectivity_figure(dict(stack, **{"layer3/selectivity": np.full((3, 3), 1.5)}))
+        res(dict(stack, **{"layer3/selectivity": np.full((3, 3), 1.5)}))
     with pytest.raises(UnitlensError, match="layer5/selectivity"):
-        selectivity_figure(stack, layer=5)
-    with pytest.raises(UnitlensError, match="no layer has"):
-        selectivity_figure({k: v for k, v in stack.items() if "selectivity" not in k})
+        selectivity_figure(res(stack), layer=5)
+    with pytest.raises(UnitlensError, match="layer3/selectivity is missing"):
+        res({k: v for k, v in stack.items() if k != "layer3/selectivity"})
 
 
 # ------------------------------------------------------------------------------------------ Figures 3 and 4
 
 
 def test_figure3_and_figure4_show_the_same_units_in_the_same_order() -> None:
-    mnist, patches = make_stack(n_samples=5, seed=14), make_stack(n_samples=3, seed=15)
+    mnist, patches = res(make_stack(n_samples=5, seed=14)), res(make_stack(n_samples=3, seed=15))
     units = (4, 0, 33, 7)
     fig3 = figure3(mnist, patches, units=units)
     for name, n_samples in (("mnist", 5), ("patches", 3)):
@@ -302,25 +314,25 @@ def test_figure3_and_figure4_show_the_same_units_in_the_same_order() -> None:
 
 
 def test_figure3_and_figure4_default_to_the_first_six_units() -> None:
-    stack = make_stack(seed=16)
+    stack = res(make_stack(seed=16))
     fig3, fig4 = figure3(stack, stack), figure4(stack)
     np.testing.assert_array_equal(argmax_grid(tiles(fig3.crop("mnist"), (6, 4)))[:, 0], range(6))
     np.testing.assert_array_equal(argmax_grid(tiles(fig4.crop("am"), (6, 1)))[:, 0], range(6))
 
 
 def test_figure3_and_figure4_missing_samples_are_labelled() -> None:
-    sdae_like = make_stack(samples=False, seed=17)
+    sdae_like = res(make_stack(samples=False, seed=17))
     fig4 = figure4(sdae_like, units=(2, 3))
     assert fig4.missing == ("samples_mean",)
     np.testing.assert_array_equal(argmax_grid(tiles(fig4.crop("lc"), (2, 1)))[:, 0], [2, 3])
-    fig3 = figure3(make_stack(seed=18), None)
+    fig3 = figure3(res(make_stack(seed=18)), None)
     assert fig3.missing == ("patches",)
     fig3 = figure3(None, sdae_like)
     assert set(fig3.missing) == {"mnist", "patches"}
     with pytest.raises(UnitlensError, match="unit positions"):
         figure4(sdae_like, units=(36,))
     with pytest.raises(UnitlensError, match="no samples, linear combination or AM"):
-        figure4(make_stack(layers=(1,), seed=19))
+        figure4(res(make_stack(layers=(1,), seed=19)))
 
 
 def test_standardised_data_is_shown_in_pixel_units() -> None:
@@ -330,7 +342,7 @@ def test_standardised_data_is_shown_in_pixel_units() -> None:
     scale = rng.uniform(0.5, 2.0, size=d).astype(np.float32)
     mean = rng.uniform(-0.1, 0.1, size=d).astype(np.float32)
     stack["pixel_scale"], stack["pixel_mean"] = scale, mean
-    fig = figure4(stack, units=(3,))
+    fig = figure4(res(stack), units=(3,))
     t = tiles(fig.crop("lc"), (1, 1))[0, 0]
     # Weights act on standardised inputs: on raw pixels they are w / scale.
     np.testing.assert_allclose(
@@ -400,11 +412,13 @@ def test_write_figures_writes_every_figure_and_is_idempotent(tmp_path: Path) -> 
         "training_mnist-sdae.png",
     }
     assert len(written) == len(names)
-    assert {p.name for p in figures.iterdir()} == names  # no temporary files left behind
+    # No temporary files left behind; the manifest lists exactly the figures written.
+    assert {p.name for p in figures.iterdir()} == names | {"manifest.json"}
+    assert {e.file for e in read_manifest(figures) or ()} == names
     for p in written:
         assert load_png(p).size > 0
     # The PNG holds the figure at the enlargement write_figures picks: tiles of about 36 pixels, 6x here.
-    expected = figure1(mnist_dbn, mnist_sdae, scale=6).image
+    expected = figure1(res(mnist_dbn), res(mnist_sdae), scale=6).image
     np.testing.assert_array_equal(load_png(figures / "figure1_mnist.png"), np.rint(expected * 255) / 255)
 
     before = {p.name: p.read_bytes() for p in written}
@@ -431,9 +445,11 @@ def test_write_figures_partial_and_errors(tmp_path: Path) -> None:
         write_figures(tmp_path / "nowhere", tmp_path / "figures")
     bad = make_stack(seed=26)
     bad["layer2/am_x"] = bad["layer2/am_x"][:, :, :5]
-    save_arrays(results / "mnist-dbn.npz", bad)
-    with pytest.raises(UnitlensError, match=r"mnist-\*\.npz: results dbn: layer2/am_x has shape"):
-        write_figures(results, tmp_path / "figures")
+    with pytest.raises(UnitlensError, match=r"mnist-dbn\.npz: field layer2/am_x has shape"):
+        save_arrays(results / "mnist-dbn.npz", bad)  # the writer refuses it ...
+    np.savez(results / "mnist-dbn.npz", **bad)  # type: ignore[arg-type]
+    with pytest.raises(UnitlensError, match=r"mnist-dbn\.npz: field layer2/am_x has shape"):
+        write_figures(results, tmp_path / "figures")  # ... and so does the reader
     (results / "mnist-dbn.npz").unlink()
     (results / "patches-dbn.npz").write_bytes(b"not a zip")
     with pytest.raises(UnitlensError, match=r"patches-dbn\.npz"):
@@ -453,7 +469,7 @@ def test_read_training_log_reports_the_bad_line(tmp_path: Path) -> None:
 
 
 def test_save_png_accepts_a_figure(tmp_path: Path) -> None:
-    fig = figure4(make_stack(seed=26))
+    fig = figure4(res(make_stack(seed=26)))
     back = load_png(save_png(tmp_path / "f.png", fig))
     np.testing.assert_array_equal(back, np.rint(fig.image * 255) / 255)
 
@@ -490,8 +506,28 @@ def test_layer_figure_names_dead_and_flat_units_in_its_caption() -> None:
     flags = np.zeros(n, dtype=np.int64)
     flags[1] = 1
     arrays["layer2/flat"] = flags
-    caption = _flagged_caption({"dbn": _Stack(arrays, "dbn"), "sdae": None}, (1, 2, 3), 36)
+    caption = _flagged_caption({"dbn": _Stack(res(arrays), "dbn"), "sdae": None}, (1, 2, 3), 36)
     assert caption == f"dead or flat, not features: DBN L2 unit [{int(arrays['layer2/units'][1])}]"
-    assert _flagged_caption({"dbn": _Stack(make_stack(seed=31), "dbn")}, (1, 2, 3), 36) == ""
-    with_caption = layer_figure(arrays, None)
-    assert with_caption.image.shape[0] > layer_figure(make_stack(seed=31), None).image.shape[0]
+    assert _flagged_caption({"dbn": _Stack(res(make_stack(seed=31)), "dbn")}, (1, 2, 3), 36) == ""
+    with_caption = layer_figure(res(arrays), None)
+    assert with_caption.image.shape[0] > layer_figure(res(make_stack(seed=31)), None).image.shape[0]
+
+
+def test_write_figures_takes_the_restart_threshold_from_the_study_summary(tmp_path: Path) -> None:
+    from unitlens.render.plots import restart_agreement_plot
+
+    arrays = make_stack(samples=False, seed=32)
+    summary = {"layers": [{"layer": j, "restarts": {"threshold": 0.5}} for j in (1, 2, 3)]}
+    for name, doc in (("with", summary), ("without", None)):
+        (tmp_path / name).mkdir()
+        StackResults.from_arrays(arrays, summary=doc).save(tmp_path / name / "mnist-sdae.npz")
+        write_figures(tmp_path / name, tmp_path / f"figures-{name}")
+    plot = "restart_agreement_mnist_sdae.png"
+    title = "MNIST SDAE"
+    assert (tmp_path / "figures-with" / plot).read_bytes() == restart_agreement_plot(
+        res(arrays), threshold=0.5, title=title
+    )
+    # Without a summary the plot keeps its default line (0.9, the study's default).
+    assert (tmp_path / "figures-without" / plot).read_bytes() == restart_agreement_plot(
+        res(arrays), title=title
+    )

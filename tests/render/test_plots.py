@@ -16,6 +16,7 @@ from unitlens.render.plots import (
     restart_agreement_plot,
     training_curves_plot,
 )
+from unitlens.results import StackResults
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -46,17 +47,41 @@ def log_rows(layers: tuple[int, ...] = (1, 2, 3), pll: bool = False) -> list[dic
     return rows
 
 
-def results(
+def arrays(
     layers: tuple[int, ...] = (1, 2), units: int = 5, restarts: int = 3, seed: int = 0
 ) -> dict[str, np.ndarray]:
+    """Results arrays with every required key (``unitlens.results``), 4x4 inputs."""
     rng = np.random.default_rng(seed)
+    d = 16
     out: dict[str, np.ndarray] = {"image_shape": np.array([4, 4])}
     for j in layers:
-        out[f"layer{j}/restart_mean_cosine"] = rng.uniform(0.7, 1.0, size=units).astype(np.float32)
-        out[f"layer{j}/am_history"] = np.cumsum(rng.random((10, units, restarts)), axis=0).astype(np.float32)
-        out[f"layer{j}/am_steps"] = rng.integers(2, 10, size=(units, restarts))
-        out[f"layer{j}/units"] = np.arange(units) * 3
+        act = rng.normal(size=(units, restarts)).astype(np.float32)
+        sel = rng.uniform(0, 1, size=(units, units))
+        layer = {
+            "units": np.arange(units) * 3,
+            "am_x": rng.normal(size=(units, restarts, d)).astype(np.float32),
+            "am_activation": act,
+            "am_steps": rng.integers(2, 10, size=(units, restarts)),
+            "am_converged": np.ones((units, restarts), dtype=np.int64),
+            "am_history": np.cumsum(rng.random((10, units, restarts)), axis=0).astype(np.float32),
+            "am_best": act.argmax(axis=1),
+            "lc": rng.normal(size=(units, d)).astype(np.float32),
+            "exemplars": rng.uniform(size=(units, 2, d)).astype(np.float32),
+            "exemplar_activations": rng.normal(size=(units, 2)).astype(np.float32),
+            "selectivity": sel / sel.sum(axis=0),
+            "restart_mean_cosine": rng.uniform(0.7, 1.0, size=units).astype(np.float32),
+            "energy_concentration": rng.uniform(0.1, 0.9, size=units).astype(np.float32),
+            "lc_vs_am": rng.uniform(-1, 1, size=units).astype(np.float32),
+        }
+        out.update({f"layer{j}/{k}": v for k, v in layer.items()})
     return out
+
+
+def results(
+    layers: tuple[int, ...] = (1, 2), units: int = 5, restarts: int = 3, seed: int = 0
+) -> StackResults:
+    """The validated results of ``arrays`` (what ``StackResults.load`` gives)."""
+    return StackResults.from_arrays(arrays(layers, units, restarts, seed))
 
 
 def test_training_curves_one_panel_per_layer_and_pll_row() -> None:
@@ -94,14 +119,16 @@ def test_restart_agreement_histograms() -> None:
     w3, _ = png_size(restart_agreement_plot(results(layers=(1, 2, 3))))
     assert w3 > w2
     a, b = results(seed=1), results(seed=2)
-    assert restart_agreement_plot(a) == restart_agreement_plot(dict(a))
+    assert restart_agreement_plot(a) == restart_agreement_plot(results(seed=1))
     assert restart_agreement_plot(a) != restart_agreement_plot(b)
-    # A NaN cosine (a unit with a constant restart) is left out, not an error.
-    a["layer1/restart_mean_cosine"][0] = np.nan
-    png_size(restart_agreement_plot(a))
-    png_size(restart_agreement_plot({"image_shape": np.array([4, 4])}))
-    with pytest.raises(UnitlensError, match="layer1/restart_mean_cosine"):
-        restart_agreement_plot({"layer1/restart_mean_cosine": np.ones((2, 2))})
+    # The dashed line is the threshold the caller passes (write_figures: the study's, from its summary).
+    assert restart_agreement_plot(a, threshold=0.8) != restart_agreement_plot(a)
+    # A NaN cosine (a unit with a constant restart) is left out, not an error; so is a layer of only NaN.
+    nan = arrays(seed=1)
+    nan["layer1/restart_mean_cosine"][0] = np.nan
+    png_size(restart_agreement_plot(StackResults.from_arrays(nan)))
+    nan["layer1/restart_mean_cosine"][:] = np.nan
+    png_size(restart_agreement_plot(StackResults.from_arrays(nan)))
 
 
 def test_activation_histories() -> None:
@@ -110,12 +137,10 @@ def test_activation_histories() -> None:
     w1, _ = png_size(activation_history_plot(results(layers=(2,))))
     assert w > 2 * w1
     assert activation_history_plot(a, n_units=1) != activation_history_plot(a, n_units=4)
-    png_size(activation_history_plot({k: v for k, v in a.items() if "am_steps" not in k}))
-    png_size(activation_history_plot({}))
-    with pytest.raises(UnitlensError, match="am_steps"):
-        activation_history_plot(dict(a, **{"layer2/am_steps": np.ones((2, 2))}))
-    with pytest.raises(UnitlensError, match="layer2/am_history"):
-        activation_history_plot(dict(a, **{"layer2/am_history": np.ones((2, 2))}))
+    # Each restart's curve stops at its last step.
+    short = arrays(layers=(1, 2, 3))
+    short["layer2/am_steps"] = np.ones_like(short["layer2/am_steps"])
+    assert activation_history_plot(StackResults.from_arrays(short)) != activation_history_plot(a)
     with pytest.raises(UnitlensError, match="n_units"):
         activation_history_plot(a, n_units=0)
 
@@ -194,17 +219,19 @@ def test_finetune_sweep_plot_refuses_malformed_results(change: dict[str, Any], m
 def test_selectivity_plot_draws_trained_control_and_exemplar_matrices() -> None:
     from unitlens.render.plots import selectivity_plot
 
-    rng = np.random.default_rng(0)
-    m = rng.uniform(0, 1, size=(6, 6))
-    m /= m.sum(axis=0)
-    one = selectivity_plot({"layer2/selectivity": m}, 2, title="t")
-    three = selectivity_plot(
-        {"layer2/selectivity": m, "layer2/control_selectivity": m, "layer2/exemplar_selectivity": m}, 2
-    )
+    a = arrays(units=6)
+    m = a["layer2/selectivity"]
+    one = selectivity_plot(StackResults.from_arrays(a), 2, title="t")
+    both = dict(a, **{"layer2/control_selectivity": m, "layer2/exemplar_selectivity": m})
+    three = selectivity_plot(StackResults.from_arrays(both), 2)
     w1, w3 = Image.open(io.BytesIO(one)).size[0], Image.open(io.BytesIO(three)).size[0]
     assert w3 > 2 * w1  # one panel per matrix present
-    assert Image.open(io.BytesIO(selectivity_plot({}, 2))).size[0] > 0  # a note, not an error
+    # A layer the results lack, or a one-unit matrix: a note, not an error.
+    assert Image.open(io.BytesIO(selectivity_plot(results(), 5))).size[0] > 0
+    tiny = StackResults.from_arrays(dict(a, **{"layer2/selectivity": np.ones((1, 1))}))
+    assert Image.open(io.BytesIO(selectivity_plot(tiny, 2))).size[0] > 0
+    # Matrices that are not square or not in [0, 1] never reach the plot: the results refuse them.
     with pytest.raises(UnitlensError, match="square"):
-        selectivity_plot({"layer2/selectivity": np.ones((3, 4))}, 2)
-    with pytest.raises(UnitlensError, match=">= 0"):
-        selectivity_plot({"layer2/selectivity": -np.ones((3, 3))}, 2)
+        StackResults.from_arrays(dict(a, **{"layer2/selectivity": np.ones((3, 4))}))
+    with pytest.raises(UnitlensError, match=r"\[0, 1\]"):
+        StackResults.from_arrays(dict(a, **{"layer2/selectivity": -np.ones((3, 3))}))

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from unitlens.errors import UnitlensError
+from unitlens.render.figures import FigureEntry, write_figures, write_manifest
 from unitlens.render.png import save_png
 from unitlens.render.report import write_report
 from unitlens.render.report.builder import (
@@ -131,6 +132,15 @@ def make_run(
     if figures:
         save_png(root / "figures" / "figure1_mnist.png", rng.uniform(0, 1, size=(8, 12)))
         save_png(root / "figures" / "figure 3 mnist.png", rng.uniform(0, 1, size=(6, 6)))
+        write_manifest(
+            root / "figures",
+            [
+                FigureEntry("figure1_mnist.png", "figure1", "Figure 1: filters and AM (MNIST)", "mnist"),
+                FigureEntry(
+                    "figure 3 mnist.png", "figure3", "Figure 3: clamped samples", model="dbn", layer=2
+                ),
+            ],
+        )
     if run_json:
         run = {
             "seed": seed,
@@ -307,11 +317,14 @@ def test_missing_optional_parts_still_give_a_report(tmp_path: Path) -> None:
     assert "the claims were not measured" in text
     assert "No figures" in text and "<img " not in text
     assert "No <code>run.json</code>" in text
-    assert "computed from the arrays" in text
-    # Without summaries the table is computed from the arrays: layer 1's median restart cosine.
-    arrays = load_arrays(run / "results" / "mnist-sdae.npz")
-    expected = float(np.median(arrays["layer1/restart_mean_cosine"]))
-    assert f"<td>{expected:.3f}</td>" in text
+    # Without the study's summary the table shows only what the results hold (the unit counts): the report
+    # never re-derives the study's figures with thresholds of its own.
+    assert "the study's summary is missing" in text
+    table = re.search(r'<table class="data layer-table" id="stack-mnist-sdae".*?</table>', text, re.S)
+    assert table is not None
+    body = table.group(0).split("<tbody>")[1]
+    assert body.count(f"<td>{U}</td>") == 3
+    assert set(re.findall(r"<td>(.*?)</td>", body)) == {str(U), "—"}
     stack = payload_of(index.parent)["stacks"][0]
     assert stack["model"] == "sdae"
     assert all("samples" not in layer["images"] for layer in stack["layers"])
@@ -354,29 +367,77 @@ def test_malformed_files_are_errors_naming_the_file(tmp_path: Path) -> None:
     with pytest.raises(UnitlensError, match=r"mnist-dbn\.json"):
         read_run(run)
     (run / "results" / "mnist-dbn.json").unlink()
-    save_arrays(
-        run / "results" / "mnist-dbn.npz", {"image_shape": np.array(SHAPE), "layer1/units": np.arange(3)}
-    )
-    with pytest.raises(UnitlensError, match=r"mnist-dbn\.npz: missing the array 'layer1/am_x'"):
+    # Damaged results files, written around the validating writer (save_arrays would refuse them).
+    np.savez(run / "results" / "mnist-dbn.npz", image_shape=np.array(SHAPE), **{"layer1/units": np.arange(3)})
+    with pytest.raises(UnitlensError, match=r"mnist-dbn\.npz: field layer1/am_x is missing"):
         read_run(run)
     bad = {
         "image_shape": np.array(SHAPE),
         **{f"layer1/{k}": v for k, v in _layer_arrays(np.random.default_rng(0), 1, "dbn").items()},
     }
     bad["layer1/lc"] = np.zeros((U, D + 1), dtype=np.float32)
-    save_arrays(run / "results" / "mnist-dbn.npz", bad)
-    with pytest.raises(UnitlensError, match=r"'layer1/lc' has shape \(5, 21\)"):
+    np.savez(run / "results" / "mnist-dbn.npz", **bad)  # type: ignore[arg-type]
+    with pytest.raises(
+        UnitlensError, match=r"field layer1/lc has shape \(5, 21\), expected \(U, d\) = \(5, 20\)"
+    ):
         read_run(run)
 
 
 def test_the_finetune_sweep_figure_is_shown_with_its_caption(tmp_path: Path) -> None:
-    run = make_run(tmp_path)
-    save_png(run / "figures" / "finetune_sweep.png", np.zeros((4, 4)))
+    run = make_run(tmp_path / "run", figures=False)
+    results = tmp_path / "finetune-only"
+    row = {"hidden_learning_rate": 0.005, "errors": {"dbn": 0.05}, "am_cosine": {"dbn L2": 0.999}}
+    results.mkdir()
+    (results / "finetune.json").write_text(json.dumps({"hidden_learning_rate": 0.005, "sweep": [row]}))
+    write_figures(results, run / "figures")  # the manifest lists the sweep with its caption
     text = write_report(run).read_text(encoding="utf-8")
     figure = re.search(
-        r'<figure class="paper-figure"><a href="../figures/finetune_sweep.png">.*?</figure>', text
+        r'<figure class="paper-figure" data-kind="finetune_sweep"><a href="../figures/finetune_sweep.png">'
+        r".*?</figure>",
+        text,
     )
     assert figure is not None
     # Its own caption (not "finetune" plus a data-set suffix), saying the verdict hangs on the rate.
     assert "verdict depends on this rate and is judged at the marked one" in figure.group(0)
     assert "(sweep)" not in figure.group(0)
+
+
+def test_the_report_shows_what_the_figure_manifest_lists(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    # A PNG the manifest does not list (left over from an older render, or anyone's) is not shown.
+    save_png(run / "figures" / "stray.png", np.zeros((4, 4)))
+    text = write_report(run).read_text(encoding="utf-8")
+    assert "stray.png" not in text
+    assert text.count("<img ") == 2
+    # Captions come from the manifest, not from the file names.
+    assert "Figure 1: filters and AM (MNIST)" in text and "Figure 3: clamped samples" in text
+    write_manifest(
+        run / "figures",
+        [FigureEntry("stray.png", "selectivity", "a caption from the manifest", "mnist", "dbn", 2)],
+    )
+    text = write_report(run).read_text(encoding="utf-8")
+    assert text.count("<img ") == 1 and 'src="../figures/stray.png"' in text
+    assert "a caption from the manifest" in text and "figure1_mnist.png" not in text
+    # No manifest at all: no figures, and a note saying how to render them.
+    (run / "figures" / "manifest.json").unlink()
+    text = write_report(run).read_text(encoding="utf-8")
+    assert "<img " not in text and "manifest.json</code> is missing" in text
+
+
+def test_a_bad_figure_manifest_is_an_error_naming_it(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    manifest = run / "figures" / "manifest.json"
+    write_manifest(run / "figures", [FigureEntry("gone.png", "figure1", "c")])
+    with pytest.raises(UnitlensError, match=r"manifest\.json: figure \[0\]: gone\.png does not exist"):
+        read_run(run)
+    write_manifest(run / "figures", [FigureEntry("../run.json", "figure1", "c")])
+    with pytest.raises(
+        UnitlensError, match=r"manifest\.json: figure \[0\]: field 'file' must be a file name"
+    ):
+        read_run(run)
+    manifest.write_text('{"figures": [{"file": "figure1_mnist.png", "kind": "figure1"}]}')
+    with pytest.raises(UnitlensError, match=r"manifest\.json: figure \[0\]: field 'caption'"):
+        read_run(run)
+    manifest.write_text("{")
+    with pytest.raises(UnitlensError, match=r"manifest\.json is damaged"):
+        read_run(run)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from unitlens.render.figures import FigureEntry, write_manifest
 from unitlens.render.png import save_png
 from unitlens.render.report import write_report
 from unitlens.render.report.builder import quantise_images
@@ -81,6 +82,7 @@ def _layer(rng: np.random.Generator, j: int, model: str) -> dict[str, np.ndarray
         "am_activation": act,
         "am_steps": rng.integers(5, 50, size=(U, R)),
         "am_converged": np.ones((U, R), dtype=np.int64),
+        "am_history": rng.normal(size=(5, U, R)).astype(np.float32),
         "am_best": act.argmax(axis=1).astype(np.int64),
         "lc": rng.normal(size=(U, D)).astype(np.float32),
         "exemplars": rng.uniform(0.0, 1.0, size=(U, N, D)).astype(np.float32),
@@ -125,6 +127,13 @@ def run_folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
     (root / "results" / "claims.json").write_text(json.dumps(claims))
     save_png(root / "figures" / "figure1_mnist.png", rng.uniform(0, 1, size=(20, 30)), scale=2)
     save_png(root / "figures" / "figure4_mnist.png", rng.uniform(0, 1, size=(10, 10)))
+    write_manifest(
+        root / "figures",
+        [
+            FigureEntry("figure1_mnist.png", "figure1", "Figure 1 (MNIST)", "mnist"),
+            FigureEntry("figure4_mnist.png", "figure4", "Figure 4 (MNIST)", "mnist", "dbn", 2),
+        ],
+    )
     (root / "run.json").write_text(json.dumps({"seed": 0, "preset": "test", "versions": {}, "seconds": {}}))
     write_report(root)
     return root, stacks

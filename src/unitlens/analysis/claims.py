@@ -164,6 +164,7 @@ def _agreement_claims(summaries: dict[str, dict[str, Any]]) -> list[dict[str, An
                     f"; without its {n_flag} dead/flat unit{'s' if n_flag != 1 else ''} "
                     f"{kept['median_mean_cosine']:.3f} ({kept['fraction_above']:.0%})"
                 )
+            text += _separate_maxima(a)
             parts.append(text)
             c = r.get("control_restarts")
             if c is None:
@@ -193,6 +194,18 @@ def _agreement_claims(summaries: dict[str, dict[str, Any]]) -> list[dict[str, An
             )
         )
     return rows
+
+
+def _separate_maxima(restarts: dict[str, Any]) -> str:
+    """Why the disagreeing units disagree: how many of them have restarts at separate maxima of different
+    heights (a multimodal unit, a property of the model) rather than on one plateau (old summaries: "")."""
+    below, separate = restarts.get("n_below"), restarts.get("n_separate_maxima")
+    if not below or separate is None:
+        return ""
+    return (
+        f"; of its {below} unit{'s' if below != 1 else ''} at or below 0.9, {separate} "
+        f"end{'s' if separate == 1 else ''} at separate maxima (restart activations > 0.1% apart)"
+    )
 
 
 def _margin_ok(sel: dict[str, Any]) -> bool:

@@ -27,11 +27,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from unitlens.analysis.restarts import SAME_HEIGHT, activation_spread
 from unitlens.errors import UnitlensError
 
 DEAD_GRADIENT = 1e-3
 DEAD_RANGE = 1e-2
-PLATEAU_SPREAD = 1e-3
+PLATEAU_SPREAD = SAME_HEIGHT
 
 
 @dataclass(frozen=True)
@@ -116,9 +117,7 @@ def flat_units(
     scale = max(float(reference_gradient_norm), torch.finfo(torch.float64).tiny)
     gradient_ratio = start_gradient_norm.amax(dim=1).to(torch.float64) / scale
     data_range = (data_max - data_min).to(torch.float64)
-    a = activation.to(torch.float64)
-    top = a.amax(dim=1)
-    spread = (top - a.amin(dim=1)) / top.abs().clamp_min(1.0)
+    spread = activation_spread(activation)
     dead = (gradient_ratio <= DEAD_GRADIENT) | (data_range <= DEAD_RANGE)
     plateau = ~dead & (spread <= PLATEAU_SPREAD) & (restart_mean_cosine.to(torch.float64) < threshold)
     return FlatUnits(

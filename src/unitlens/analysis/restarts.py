@@ -118,6 +118,23 @@ def cosine_to_best(x: Tensor, best: Tensor) -> Tensor:
     return torch.einsum("urd,ud->ur", xn, xb).clamp_(-1.0, 1.0)
 
 
+# Restarts whose final activations lie within this (relative) of each other reached the same height. Below
+# it, restarts with other x* sit on one plateau (``unitlens.analysis.flat``); above it, at separate maxima.
+SAME_HEIGHT = 1e-3
+
+
+def activation_spread(activation: Tensor) -> Tensor:
+    """(U, R) final activations -> (U,) float64 (max - min) / max(|max|, 1): how far apart the restarts ended.
+
+    Relative to the best activation, or absolute below 1, so activations near 0 do not inflate it.
+    """
+    if activation.ndim != 2 or activation.shape[1] < 1:
+        raise UnitlensError(f"activation must have shape (units, restarts), got {tuple(activation.shape)}")
+    a = activation.to(torch.float64)
+    top = a.amax(dim=1)
+    return (top - a.amin(dim=1)) / top.abs().clamp_min(1.0)
+
+
 def activation_cv(activation: Tensor) -> Tensor:
     """Coefficient of variation of each unit's final activations across restarts.
 
@@ -149,6 +166,7 @@ class RestartAgreement:
             itself included (so R means all restarts agree with the best, 1 that none other does).
         threshold: the cosine similarity used for ``n_within``.
         activation_cv: (U,) coefficient of variation of the final activations (see :func:`activation_cv`).
+        activation_spread: (U,) how far apart the restarts' final activations are (:func:`activation_spread`).
         steps_median: (U,) median steps taken (float: the mean of the two middle values when R is even).
         steps_max: (U,) int64 most steps taken by any restart.
         n_capped: (U,) int64 restarts stopped by the step cap instead of the stopping rule.
@@ -160,6 +178,7 @@ class RestartAgreement:
     n_within: Tensor
     threshold: float
     activation_cv: Tensor
+    activation_spread: Tensor
     steps_median: Tensor
     steps_max: Tensor
     n_capped: Tensor
@@ -233,6 +252,7 @@ def restart_agreement(
         n_within=(to_best >= threshold).sum(dim=1),
         threshold=float(threshold),
         activation_cv=activation_cv(activation),
+        activation_spread=activation_spread(activation),
         steps_median=steps_f.quantile(0.5, dim=1),
         steps_max=steps.amax(dim=1).to(torch.long),
         n_capped=(~converged).sum(dim=1),
@@ -263,6 +283,10 @@ class RestartSummary:
         max_steps: most steps taken by any restart.
         n_units_capped: units with at least one restart stopped by the step cap.
         n_restarts_capped: restarts stopped by the step cap, all units together.
+        n_below: units whose mean pairwise cosine is at or below ``threshold`` (restarts disagree).
+        n_separate_maxima: of those, units whose restarts ended more than ``SAME_HEIGHT`` apart in activation:
+            separate local maxima of different heights, i.e. the unit's landscape is multimodal (the rest
+            reached one height by different inputs: a plateau or ridge).
     """
 
     n_units: int
@@ -277,6 +301,8 @@ class RestartSummary:
     max_steps: int
     n_units_capped: int
     n_restarts_capped: int
+    n_below: int
+    n_separate_maxima: int
 
     def to_dict(self) -> dict[str, float]:
         """Plain Python numbers, ready for JSON and the report."""
@@ -293,6 +319,8 @@ class RestartSummary:
             "max_steps": self.max_steps,
             "n_units_capped": self.n_units_capped,
             "n_restarts_capped": self.n_restarts_capped,
+            "n_below": self.n_below,
+            "n_separate_maxima": self.n_separate_maxima,
         }
 
 
@@ -313,6 +341,7 @@ def summarize_restarts(
     if not -1.0 <= threshold <= 1.0:
         raise UnitlensError(f"threshold is a cosine similarity and must lie in [-1, 1], got {threshold}")
     a = agreement
+    below = a.mean_cosine <= threshold
     return RestartSummary(
         n_units=a.n_units,
         n_restarts=a.n_restarts,
@@ -326,4 +355,6 @@ def summarize_restarts(
         max_steps=int(a.steps_max.max()),
         n_units_capped=int((a.n_capped > 0).sum()),
         n_restarts_capped=int(a.n_capped.sum()),
+        n_below=int(below.sum()),
+        n_separate_maxima=int((below & (a.activation_spread > SAME_HEIGHT)).sum()),
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from unitlens.commands import add_output_options
-from unitlens.config import StackSettings, apply_overrides, preset
+from unitlens.config import apply_overrides, preset
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -33,7 +33,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run(args: argparse.Namespace) -> int:
-    from unitlens.reproduce import build, load_datasets, source_for, training_config
+    from unitlens.catalogue import derive_seed, stack_name
+    from unitlens.data.recipe import load_data
+    from unitlens.recipes import batch_source, build_stack, data_recipe, stack_settings, training_config
     from unitlens.runs import pretrain
 
     overrides = [f"seed={args.seed}", f"patches.size={args.patch_size}"]
@@ -48,17 +50,18 @@ def run(args: argparse.Namespace) -> int:
     if args.photos:
         overrides.append(f"patches.photos={args.photos}")
     config = apply_overrides(preset("quick"), overrides)
-    data = load_datasets(config)[args.data]
-    settings: StackSettings = config.mnist if args.data == "mnist" else config.patches
-    name = f"{args.data}-{args.model}"
-    stack = build(args.model, data, settings, torch.Generator().manual_seed(args.seed))
-    source = source_for(args.data, data, config, args.seed + 500)
+    data = load_data(data_recipe(args.data, config))
+    settings = stack_settings(args.data, config)
+    name = stack_name(args.data, args.model)
+    seed = derive_seed(args.seed, "train", name)
+    stack = build_stack(args.model, data, settings, torch.Generator().manual_seed(seed))
+    source = batch_source(args.data, data, config, derive_seed(args.seed, "batches", name))
     _, history = pretrain(
         stack,
         source,
         data,
         training_config(args.model, settings),
-        seed=args.seed,
+        seed=seed,
         folder=args.out,
         name=name,
         quiet=args.quiet,

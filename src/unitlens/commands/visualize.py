@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
+import logging
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from unitlens.atomic import write_text
 from unitlens.commands import add_output_options
+from unitlens.config import PatchSettings
+from unitlens.data.dataset import DataRecipe, Dataset
+from unitlens.data.patches import DEFAULT_MARGIN
 from unitlens.errors import UnitlensError
+
+log = logging.getLogger("unitlens")
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,37 +41,79 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run(args: argparse.Namespace) -> int:
-    from unitlens.checkpoint import load_model
-    from unitlens.data.mnist import load_mnist
-    from unitlens.data.patches import load_patches
+    from unitlens.checkpoint import load_model, paths_for
+    from unitlens.data.recipe import load_data
     from unitlens.models.stack import LayerStack
     from unitlens.reproduce import render_run
-    from unitlens.results import save_arrays, study_arrays
-    from unitlens.study import StudyConfig, study_stack
+    from unitlens.runs import recorded_recipe
+    from unitlens.study import StudyConfig, stack_results, study_stack
 
     model, ckpt = load_model(args.checkpoint)
     if not isinstance(model, LayerStack):
         raise UnitlensError(
             f"{args.checkpoint} holds a {ckpt.meta['model_kind']!r}; visualize takes a DBN or SDAE"
         )
-    meta = ckpt.meta.get("data", {})
-    shape = meta.get("image_shape", [])
-    if meta.get("kind") == "real":
-        data = load_patches(args.photos, size=int(shape[0]) if shape else 12, n_train=20_000, n_test=1_000)
-        name = f"patches-{model.kind}"
-    else:
-        data = load_mnist(args.data_dir)
-        name = f"mnist-{model.kind}"
+    meta_path = paths_for(args.checkpoint)[1]
+    recipe = recorded_recipe(ckpt.meta, meta_path) or _recipe_of_old_checkpoint(ckpt.meta, meta_path)
+    folder = args.photos if recipe.loader == "patches" else args.data_dir
+    if folder:  # the same recipe over another copy of the data (a moved folder)
+        recipe = dataclasses.replace(recipe, path=str(Path(folder).expanduser().resolve()))
+    data = load_data(recipe)
     if data.n_inputs != model.n_inputs:
         raise UnitlensError(f"{args.checkpoint} takes {model.n_inputs} inputs; the data has {data.n_inputs}")
+    _check_standardisation(data, ckpt.tensors, meta_path)
+    meta = ckpt.meta.get("data", {})
     if "rho" in meta:  # the norm the model was trained with
         data = dataclasses.replace(data, rho=float(meta["rho"]))
+    dataset = "mnist" if recipe.loader == "mnist" else ("patches" if recipe.size == 12 else "patches20")
+    name = f"{dataset}-{model.kind}"
     config = StudyConfig(units=args.units or None, restarts=args.restarts, max_steps=args.max_steps)
     studies = study_stack(model, data, config, torch.Generator().manual_seed(args.seed))
-    results = args.out / "results"
-    save_arrays(results / f"{name}.npz", study_arrays(studies, data))
-    write_text(
-        results / f"{name}.json", json.dumps({"layers": [s.summary() for s in studies]}, indent=1) + "\n"
-    )
+    stack_results(studies, data).save(args.out / "results" / f"{name}.npz")
     print(f"report: {render_run(args.out)}")
     return 0
+
+
+def _recipe_of_old_checkpoint(meta: dict[str, Any], path: Path) -> DataRecipe:
+    """A checkpoint from before data recipes: the digits, or patches as ``train`` made them then."""
+    data = meta.get("data", {})
+    if data.get("kind") != "real":
+        return DataRecipe("mnist")
+    shape = data.get("image_shape") or [12, 12]
+    settings = PatchSettings()
+    log.warning(
+        "%s records no data recipe (made before unitlens recorded one); rebuilding its patches as `unitlens "
+        "train` made them (size %s, f0 %g, %d patches, seed 0)",
+        path,
+        shape[0],
+        settings.f0,
+        settings.n_train,
+    )
+    return DataRecipe(
+        "patches",
+        size=int(shape[0]),
+        n_train=settings.n_train,
+        n_test=settings.n_test,
+        seed=0,
+        f0=settings.f0,
+        margin=DEFAULT_MARGIN,
+        standardised=True,
+    )
+
+
+def _check_standardisation(data: Dataset, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """The rebuilt data must be standardised as the training data were (the checkpoint keeps both)."""
+    for name in ("pixel_mean", "pixel_scale"):
+        stored, rebuilt = tensors.get(f"data.{name}"), getattr(data, name)
+        if stored is None:
+            continue
+        if rebuilt is None or rebuilt.shape != stored.shape or not torch.allclose(rebuilt, stored, atol=1e-4):
+            gap = (
+                "absent"
+                if rebuilt is None or rebuilt.shape != stored.shape
+                else (f"max difference {float((rebuilt - stored).abs().max()):.3g}")
+            )
+            raise UnitlensError(
+                f"{path}: the data rebuilt from its recipe ({data.source}) are not the data the model was "
+                f"trained on (data.{name}: {gap}); pass --photos or --data-dir with the training folder"
+            )

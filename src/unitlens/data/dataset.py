@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -15,6 +17,86 @@ def dataset_norm(x: Tensor) -> float:
     if x.ndim != 2 or x.shape[0] == 0:
         raise UnitlensError(f"dataset_norm expects a non-empty (n, d) tensor, got shape {tuple(x.shape)}")
     return float(torch.linalg.vector_norm(x.double(), dim=1).mean())
+
+
+LOADERS = ("mnist", "patches")
+
+
+@dataclass(frozen=True)
+class DataRecipe:
+    """Everything that rebuilds a data set exactly: its loader and the loader's arguments.
+
+    A checkpoint records it (``data.recipe`` in its JSON), so ``unitlens visualize`` studies a model on the
+    very inputs it was trained on (``unitlens.data.recipe.load_data``).
+
+    Attributes:
+        loader: ``mnist`` (digits, binary) or ``patches`` (whitened photo patches, standardised per pixel).
+        path: the MNIST folder / .npz or the photo folder, absolute; "" for the embedded digits or the
+            bundled photographs.
+        size, n_train, n_test, seed, f0, margin: ``load_patches``'s arguments (unused for ``mnist``).
+        standardised: the inputs are standardised per pixel with the training set's mean and scale (patches);
+            the checkpoint keeps those as ``data.pixel_mean`` / ``data.pixel_scale``.
+    """
+
+    loader: str
+    path: str = ""
+    size: int = 12
+    n_train: int = 100_000
+    n_test: int = 10_000
+    seed: int = 0
+    f0: float = 0.2
+    margin: int = 0
+    standardised: bool = False
+
+    def __post_init__(self) -> None:
+        if self.loader not in LOADERS:
+            raise UnitlensError(f"data recipe field 'loader': expected one of {LOADERS}, got {self.loader!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-able fields that the loader uses (an MNIST recipe is its loader and path)."""
+        values = asdict(self)
+        if self.loader == "mnist":
+            return {k: values[k] for k in ("loader", "path", "standardised")}
+        return values
+
+    @classmethod
+    def from_dict(cls, values: Any, *, where: str) -> DataRecipe:
+        """The recipe ``values`` describe; a missing, unknown or mistyped field is an error naming it."""
+        if not isinstance(values, dict):
+            raise UnitlensError(f"{where}: the data recipe must be an object, got {type(values).__name__}")
+        types = {
+            "loader": str,
+            "path": str,
+            "size": int,
+            "n_train": int,
+            "n_test": int,
+            "seed": int,
+            "f0": float,
+            "margin": int,
+            "standardised": bool,
+        }
+        unknown = sorted(set(values) - set(types))
+        if unknown:
+            raise UnitlensError(f"{where}: unknown data recipe fields {unknown}; expected {sorted(types)}")
+        needed = ["loader"] + (
+            ["path", "size", "n_train", "n_test", "seed", "f0", "margin"]
+            if values.get("loader") == "patches"
+            else []
+        )
+        missing = [name for name in needed if name not in values]
+        if missing:
+            raise UnitlensError(f"{where}: the data recipe lacks the fields {missing}")
+        for name, value in values.items():
+            kind = types[name]
+            ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+            if kind is float:
+                ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+            if not ok:
+                raise UnitlensError(
+                    f"{where}: data recipe field {name!r} must be {kind.__name__}, got {value!r}"
+                )
+        fields: dict[str, Any] = {k: (float(v) if types[k] is float else v) for k, v in values.items()}
+        return cls(**fields)
 
 
 @dataclass(frozen=True)
@@ -34,6 +116,7 @@ class Dataset:
         pixel_mean: (d,) mean subtracted from every input, or None; ``x * pixel_scale + pixel_mean`` gives
             the inputs back in their original units.
         pixel_scale: (d,) scale divided out of every input, or None.
+        recipe: how to load exactly these data again (None for a data set built in memory).
     """
 
     x_train: Tensor
@@ -46,6 +129,7 @@ class Dataset:
     kind: str = "binary"
     pixel_mean: Tensor | None = field(default=None, repr=False)
     pixel_scale: Tensor | None = field(default=None, repr=False)
+    recipe: DataRecipe | None = None
 
     def __post_init__(self) -> None:
         d = self.image_shape[0] * self.image_shape[1]

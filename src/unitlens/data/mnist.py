@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unitlens.data.dataset import Dataset, dataset_norm
+from unitlens.data.dataset import DataRecipe, Dataset, dataset_norm
 from unitlens.data.idx import read_idx
 from unitlens.errors import UnitlensError
 
@@ -95,6 +95,7 @@ def load_mnist(path: str | os.PathLike[str] | None = None) -> Dataset:
         rho=dataset_norm(x_tr),
         source=f"{source} ({len(y_train):,} train, {len(y_test):,} held-out)",
         kind="binary",
+        recipe=DataRecipe("mnist", path="" if path is None else str(Path(path).expanduser().resolve())),
     )
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from unitlens.data.dataset import Dataset, dataset_norm
+from unitlens.data.dataset import DataRecipe, Dataset, dataset_norm
 from unitlens.data.images import (
     BUNDLED_PHOTOS,
     image_files,
@@ -304,4 +304,15 @@ def load_patches(
         kind="real",
         pixel_mean=mean.float(),
         pixel_scale=scale,
+        recipe=DataRecipe(
+            "patches",
+            path="" if folder is None else str(Path(folder).expanduser().resolve()),
+            size=size,
+            n_train=n_train,
+            n_test=n_test,
+            seed=seed,
+            f0=f0,
+            margin=margin,
+            standardised=True,
+        ),
     )

@@ -9,12 +9,55 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from unitlens.errors import UnitlensError
+from unitlens.models.configs import (
+    DTYPES,
+    as_config,
+    check_choice,
+    check_field_types,
+    config_to_dict,
+    dtype_name,
+)
 from unitlens.models.stack import LayerStack
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """A classifier's architecture; :meth:`StackClassifier.config` is its JSON-able dict.
+
+    Attributes:
+        sizes: [n_inputs, h1, ..., hL]: the inputs and at least one hidden layer, every size >= 1.
+        n_classes: output classes, >= 2.
+        dtype: the parameters' dtype, ``float32`` (the default) or ``float64``.
+        kind: ``"classifier"``, the tag of the dict (not an argument).
+    """
+
+    sizes: tuple[int, ...]
+    n_classes: int
+    dtype: str = "float32"
+    kind: str = field(default="classifier", init=False)
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
+        if len(self.sizes) < 2 or min(self.sizes) < 1:
+            raise UnitlensError(
+                "ClassifierConfig.sizes must list the inputs and at least one hidden layer, each >= 1, "
+                f"got {list(self.sizes)}"
+            )
+        if self.n_classes < 2:
+            raise UnitlensError(f"ClassifierConfig.n_classes must be at least 2, got {self.n_classes}")
+        check_choice(self, "dtype", tuple(DTYPES))
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        """``dtype`` as a ``torch.dtype``."""
+        return DTYPES[self.dtype]
 
 
 class StackClassifier(nn.Module):
@@ -34,15 +77,45 @@ class StackClassifier(nn.Module):
         device: torch.device | str | None = None,
     ) -> None:
         super().__init__()
-        if len(sizes) < 2 or n_classes < 2:
-            raise UnitlensError("a classifier needs inputs, at least one hidden layer and at least 2 classes")
-        self.sizes = [int(s) for s in sizes]
-        self.n_classes = int(n_classes)
+        self._cfg = ClassifierConfig(tuple(sizes), n_classes, dtype_name(dtype))
         self.hidden = nn.ModuleList(
             nn.Linear(self.sizes[k - 1], self.sizes[k], dtype=dtype, device=device)
-            for k in range(1, len(sizes))
+            for k in range(1, len(self.sizes))
         )
         self.output = nn.Linear(self.sizes[-1], n_classes, dtype=dtype, device=device)
+
+    @property
+    def cfg(self) -> ClassifierConfig:
+        """This classifier's config; its ``dtype`` is the parameters'."""
+        name = dtype_name(self.output.weight.dtype)
+        return self._cfg if name == self._cfg.dtype else replace(self._cfg, dtype=name)
+
+    @property
+    def sizes(self) -> list[int]:
+        """[n_inputs, h1, ..., hL]."""
+        return list(self._cfg.sizes)
+
+    @property
+    def n_classes(self) -> int:
+        """Output classes."""
+        return self._cfg.n_classes
+
+    def config(self) -> dict[str, Any]:
+        """The JSON-able config ``{"sizes", "n_classes", "dtype", "kind"}``; see :class:`ClassifierConfig`."""
+        return config_to_dict(self.cfg)
+
+    @classmethod
+    def from_config(
+        cls, config: ClassifierConfig | dict[str, Any], *, device: torch.device | str | None = None
+    ) -> StackClassifier:
+        """An untrained classifier (torch's default initialisation) with the architecture of ``config``.
+
+        Args:
+            config: a :class:`ClassifierConfig` or its dict (:meth:`config`); a dict without ``dtype`` is
+                float32.
+        """
+        cfg = as_config(ClassifierConfig, config, where="classifier config")
+        return cls(cfg.sizes, cfg.n_classes, dtype=cfg.torch_dtype, device=device)
 
     @classmethod
     def from_stack(cls, stack: LayerStack, n_classes: int, *, generator: torch.Generator) -> StackClassifier:
@@ -98,6 +171,3 @@ class StackClassifier(nn.Module):
         """(batch, n_inputs) -> (batch,) most probable class."""
         with torch.no_grad():
             return self.forward(x).argmax(dim=1)
-
-    def config(self) -> dict[str, object]:
-        return {"kind": "classifier", "sizes": self.sizes, "n_classes": self.n_classes}

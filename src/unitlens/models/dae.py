@@ -10,7 +10,7 @@ Weights are stored (hidden, visible) like ``nn.Linear``: row j of ``weight`` is 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -18,6 +18,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unitlens.errors import UnitlensError
+from unitlens.models.configs import (
+    DTYPES,
+    as_config,
+    check_choice,
+    check_field_types,
+    check_positive,
+    config_from_dict,
+    config_to_dict,
+    dtype_name,
+)
 
 CORRUPTIONS = ("none", "zero", "salt_pepper")
 DECODERS = ("sigmoid", "linear")
@@ -28,7 +38,6 @@ KINDS_OF_DATA = ("binary", "real")
 INIT_STD = 0.01
 # The visible bias is set to logit(mean); clamping keeps it finite for pixels that are always 0 or 1.
 MEAN_CLAMP = 1e-3
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def _is_real(value: object) -> bool:
@@ -72,23 +81,14 @@ class Corruption:
         """How many of an example's ``d`` inputs are corrupted: round(level * d), 0 for kind ``none``."""
         return 0 if self.kind == "none" else round(self.level * d)
 
-    def to_dict(self) -> dict[str, object]:
-        """JSON-able fields."""
-        return asdict(self)
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able fields (:func:`~unitlens.models.configs.config_to_dict`)."""
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Corruption:
         """Inverse of :meth:`to_dict`; missing fields take their defaults, unknown fields are rejected."""
-        if not isinstance(d, dict):
-            raise UnitlensError(f"corruption must be a table/dict of fields, got {type(d).__name__}")
-        unknown = sorted(set(d) - {"kind", "level", "salt", "pepper"})
-        if unknown:
-            raise UnitlensError(
-                f"corruption has unknown fields {unknown}; expected kind, level, salt, pepper"
-            )
-        if "kind" in d and not isinstance(d["kind"], str):
-            raise UnitlensError(f"corruption.kind must be a string, got {d['kind']!r}")
-        return cls(**d)
+        return config_from_dict(cls, d, where="corruption")
 
 
 def default_corruption(kind_of_data: str) -> Corruption:
@@ -154,6 +154,37 @@ def corrupt(x: Tensor, corruption: Corruption, generator: torch.Generator) -> Te
     return corrupt_into(x, corruption, generator, torch.empty_like(x, memory_format=torch.contiguous_format))
 
 
+@dataclass(frozen=True)
+class DAEConfig:
+    """Everything that defines a DAE but its weights; :meth:`DAE.config` is its JSON-able dict.
+
+    Attributes:
+        n_visible: inputs V.
+        n_hidden: hidden units H.
+        decoder: ``sigmoid`` (inputs in [0, 1], cross-entropy; the default) or ``linear`` (real inputs,
+            squared error).
+        corruption: how the trainer corrupts inputs (salt-and-pepper of 25% by default).
+        dtype: the parameters' dtype, ``float32`` (the default) or ``float64``.
+    """
+
+    n_visible: int
+    n_hidden: int
+    decoder: str = "sigmoid"
+    corruption: Corruption = Corruption()  # frozen, so one shared default is safe
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
+        check_positive(self, "n_visible", "n_hidden")
+        check_choice(self, "decoder", DECODERS)
+        check_choice(self, "dtype", tuple(DTYPES))
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        """``dtype`` as a ``torch.dtype``."""
+        return DTYPES[self.dtype]
+
+
 class DAE(nn.Module):
     """Tied-weight denoising auto-encoder.
 
@@ -184,21 +215,7 @@ class DAE(nn.Module):
         device: torch.device | str | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("n_visible", n_visible), ("n_hidden", n_hidden)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise UnitlensError(f"DAE {name} must be a positive integer, got {value!r}")
-        if decoder not in DECODERS:
-            raise UnitlensError(f"DAE decoder must be one of {DECODERS}, got {decoder!r}")
-        if not isinstance(corruption, Corruption):
-            raise UnitlensError(f"DAE corruption must be a Corruption, got {type(corruption).__name__}")
-        if dtype not in _DTYPES.values():
-            raise UnitlensError(f"DAE dtype must be float32 or float64, got {dtype}")
-        self.n_visible, self.n_hidden, self.decoder, self.corruption = (
-            n_visible,
-            n_hidden,
-            decoder,
-            corruption,
-        )
+        self._cfg = DAEConfig(n_visible, n_hidden, decoder, corruption, dtype_name(dtype))
         if generator is None:
             generator = torch.Generator(device=device if device is not None else "cpu").manual_seed(0)
         weight = torch.randn(n_hidden, n_visible, generator=generator, dtype=dtype, device=device) * INIT_STD
@@ -206,45 +223,62 @@ class DAE(nn.Module):
         self.hidden_bias = nn.Parameter(torch.zeros(n_hidden, dtype=dtype, device=device))
         self.visible_bias = nn.Parameter(torch.zeros(n_visible, dtype=dtype, device=device))
 
-    def config(self) -> dict[str, object]:
-        """JSON-able constructor arguments (weights not included)."""
-        return {
-            "n_visible": self.n_visible,
-            "n_hidden": self.n_hidden,
-            "decoder": self.decoder,
-            "corruption": self.corruption.to_dict(),
-            "dtype": str(self.weight.dtype).removeprefix("torch."),
-        }
+    @property
+    def cfg(self) -> DAEConfig:
+        """This DAE's config; its ``dtype`` is the parameters' (it follows ``.double()`` and the like)."""
+        name = dtype_name(self.weight.dtype)
+        return self._cfg if name == self._cfg.dtype else replace(self._cfg, dtype=name)
+
+    @property
+    def n_visible(self) -> int:
+        """Inputs V."""
+        return self._cfg.n_visible
+
+    @property
+    def n_hidden(self) -> int:
+        """Hidden units H."""
+        return self._cfg.n_hidden
+
+    @property
+    def decoder(self) -> str:
+        """``sigmoid`` or ``linear``."""
+        return self._cfg.decoder
+
+    @property
+    def corruption(self) -> Corruption:
+        """How the trainer corrupts this DAE's inputs."""
+        return self._cfg.corruption
+
+    def config(self) -> dict[str, Any]:
+        """The JSON-able config (weights not included; see :class:`DAEConfig`)."""
+        return config_to_dict(self.cfg)
 
     @classmethod
-    def from_config(cls, config: dict[str, object]) -> DAE:
-        """A freshly initialised DAE with the architecture of :meth:`config`; load weights separately."""
-        if not isinstance(config, dict):
-            raise UnitlensError(f"DAE config must be a dict, got {type(config).__name__}")
-        known = {"n_visible", "n_hidden", "decoder", "corruption", "dtype"}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise UnitlensError(f"DAE config has unknown fields {unknown}; expected {sorted(known)}")
-        missing = sorted({"n_visible", "n_hidden"} - set(config))
-        if missing:
-            raise UnitlensError(f"DAE config is missing required fields {missing}")
-        dtype_name = config.get("dtype", "float32")
-        if not isinstance(dtype_name, str) or dtype_name not in _DTYPES:
-            raise UnitlensError(
-                f"DAE config field 'dtype' must be one of {sorted(_DTYPES)}, got {dtype_name!r}"
-            )
-        decoder = config.get("decoder", "sigmoid")
-        if not isinstance(decoder, str):
-            raise UnitlensError(f"DAE config field 'decoder' must be one of {DECODERS}, got {decoder!r}")
-        corruption = config.get("corruption", {})
-        if not isinstance(corruption, dict):
-            raise UnitlensError(f"DAE config field 'corruption' must be a dict, got {corruption!r}")
+    def from_config(
+        cls,
+        config: DAEConfig | dict[str, Any],
+        *,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+    ) -> DAE:
+        """A freshly initialised DAE with the architecture and dtype of ``config``; load weights separately.
+
+        Args:
+            config: a :class:`DAEConfig` or its dict (:meth:`config`).
+            generator, device: as for the constructor.
+
+        Raises:
+            UnitlensError: a field is missing, unknown or invalid.
+        """
+        cfg = as_config(DAEConfig, config, where="DAE config")
         return cls(
-            config["n_visible"],  # type: ignore[arg-type]  # checked by __init__
-            config["n_hidden"],  # type: ignore[arg-type]
-            decoder,
-            Corruption.from_dict(corruption),
-            dtype=_DTYPES[dtype_name],
+            cfg.n_visible,
+            cfg.n_hidden,
+            cfg.decoder,
+            cfg.corruption,
+            generator=generator,
+            dtype=cfg.torch_dtype,
+            device=device,
         )
 
     @torch.no_grad()

@@ -3,13 +3,37 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from unitlens.errors import UnitlensError
-from unitlens.models.rbm import RBM
-from unitlens.models.stack import LayerStack, layer_configs
+from unitlens.models.configs import as_config, check_field_types
+from unitlens.models.rbm import RBM, RBMConfig
+from unitlens.models.stack import LayerStack, check_stack_layers
+
+
+@dataclass(frozen=True)
+class DBNConfig:
+    """A DBN's architecture: its RBMs' configs, bottom first; :meth:`DBN.config` is its JSON-able dict.
+
+    Attributes:
+        layers: one :class:`RBMConfig` per layer; sizes chain, one dtype, and every layer above the first
+            has bernoulli visible units (they are fed the binary units of the layer below).
+        kind: ``"dbn"``, the tag that tells a DBN's dict from an SDAE's (not an argument).
+    """
+
+    layers: tuple[RBMConfig, ...]
+    kind: str = field(default="dbn", init=False)
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
+        check_stack_layers(self, self.layers)
+        for k, layer in enumerate(self.layers[1:], start=2):
+            if layer.visible != "bernoulli":
+                raise UnitlensError(f"DBN layer {k} must have bernoulli visible units, got {layer.visible!r}")
 
 
 class DBN(LayerStack):
@@ -22,10 +46,15 @@ class DBN(LayerStack):
     kind = "dbn"
 
     def __init__(self, layers: Sequence[RBM]) -> None:
-        for k, rbm in enumerate(layers[1:], start=2):
-            if rbm.visible != "bernoulli":
-                raise UnitlensError(f"DBN layer {k} must have bernoulli visible units, got {rbm.visible!r}")
+        if not all(isinstance(rbm, RBM) for rbm in layers):
+            raise UnitlensError(f"a DBN is a stack of RBMs, got {[type(m).__name__ for m in layers]}")
+        DBNConfig(tuple(rbm.cfg for rbm in layers))  # validates the stack
         super().__init__(list(layers))
+
+    @property
+    def cfg(self) -> DBNConfig:
+        """The DBN's config: its RBMs' configs (see :class:`DBNConfig`)."""
+        return DBNConfig(tuple(self.rbm(k).cfg for k in range(1, self.n_layers + 1)))
 
     @classmethod
     def build(
@@ -56,10 +85,21 @@ class DBN(LayerStack):
         return cls(layers)
 
     @classmethod
-    def from_config(cls, config: dict[str, object]) -> DBN:
-        """Rebuild the architecture described by :meth:`config` (weights not included)."""
-        layers = layer_configs(config, cls.kind)
-        return cls([RBM.from_config(c) for c in layers])
+    def from_config(
+        cls,
+        config: DBNConfig | dict[str, Any],
+        *,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+    ) -> DBN:
+        """A freshly initialised DBN with the architecture and dtype of ``config`` (weights not included).
+
+        Args:
+            config: a :class:`DBNConfig` or its dict (:meth:`config`).
+            generator, device: as for :meth:`build`.
+        """
+        cfg = as_config(DBNConfig, config, where="DBN config")
+        return cls([RBM.from_config(c, generator=generator, device=device) for c in cfg.layers])
 
     def rbm(self, layer: int) -> RBM:
         """The RBM of layer ``layer`` (1-based)."""

@@ -14,7 +14,8 @@ the Gaussian with mean c + Wᵀh. Summing out the hidden units gives the free en
 so that p(v) = exp(-F(v)) / Z.
 
 Every sampler takes an explicit ``torch.Generator``. A Bernoulli sample is drawn by comparing a uniform draw
-with the probability (u < p): on CPU this is about 4x faster than ``torch.bernoulli``.
+with the probability (u < p, :func:`~unitlens.models.sampling.sample_bernoulli`): on CPU this is about 4x
+faster than ``torch.bernoulli``.
 
 References:
     G. Hinton, A Practical Guide to Training Restricted Boltzmann Machines, UTML TR 2010-003.
@@ -23,11 +24,24 @@ References:
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unitlens.errors import UnitlensError
+from unitlens.models.configs import (
+    DTYPES,
+    as_config,
+    check_choice,
+    check_field_types,
+    check_positive,
+    config_to_dict,
+    dtype_name,
+)
+from unitlens.models.sampling import sample_bernoulli
 
 VISIBLE_TYPES = ("bernoulli", "gaussian")
 
@@ -38,10 +52,34 @@ INIT_WEIGHT_STD = 0.01
 _MEAN_CLAMP = 1e-3
 
 
-def _check_size(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UnitlensError(f"RBM {name} must be a positive integer, got {value!r}")
-    return value
+@dataclass(frozen=True)
+class RBMConfig:
+    """Everything that defines an RBM but its weights; :meth:`RBM.config` is its JSON-able dict.
+
+    Attributes:
+        n_visible: visible units V.
+        n_hidden: binary hidden units H.
+        visible: ``bernoulli`` (inputs in [0, 1], the default: MNIST) or ``gaussian`` (real inputs with unit
+            variance: standardise the data first).
+        dtype: the parameters' dtype, ``float32`` (the default) or ``float64`` (about 2x slower). Configs
+            written before this field existed read as float32, the dtype those models had.
+    """
+
+    n_visible: int
+    n_hidden: int
+    visible: str = "bernoulli"
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
+        check_positive(self, "n_visible", "n_hidden")
+        check_choice(self, "visible", VISIBLE_TYPES)
+        check_choice(self, "dtype", tuple(DTYPES))
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        """``dtype`` as a ``torch.dtype``."""
+        return DTYPES[self.dtype]
 
 
 class RBM(nn.Module):
@@ -54,10 +92,11 @@ class RBM(nn.Module):
             the data first).
         generator: draws the initial weights. ``None`` uses a fresh generator seeded 0, so construction is
             always reproducible (pass distinct generators, or one shared generator, for distinct layers).
-        dtype: parameter dtype (float32 by default; float64 costs about 2x).
+        dtype: parameter dtype, torch.float32 (the default) or torch.float64 (about 2x slower).
         device: parameter device.
 
     Attributes:
+        cfg: the :class:`RBMConfig` (``n_visible``, ``n_hidden`` and ``visible`` read from it).
         weight: (H, V) parameter, initialised N(0, 0.01²).
         hidden_bias: (H,) parameter b, zeros.
         visible_bias: (V,) parameter c, zeros (see :meth:`set_visible_bias_from_mean`).
@@ -78,11 +117,7 @@ class RBM(nn.Module):
         device: torch.device | str | None = None,
     ) -> None:
         super().__init__()
-        self.n_visible = _check_size("n_visible", n_visible)
-        self.n_hidden = _check_size("n_hidden", n_hidden)
-        if visible not in VISIBLE_TYPES:
-            raise UnitlensError(f"RBM visible must be one of {VISIBLE_TYPES}, got {visible!r}")
-        self.visible = visible
+        self._cfg = RBMConfig(n_visible, n_hidden, visible, dtype_name(dtype))
         if generator is None:
             generator = torch.Generator(device=device if device is not None else "cpu").manual_seed(0)
         weight = torch.randn(n_hidden, n_visible, generator=generator, dtype=dtype, device=device)
@@ -95,32 +130,57 @@ class RBM(nn.Module):
 
     # ------------------------------------------------------------------ configuration
 
-    def config(self) -> dict[str, object]:
-        """The JSON-able constructor arguments: ``{"n_visible", "n_hidden", "visible"}``."""
-        return {"n_visible": self.n_visible, "n_hidden": self.n_hidden, "visible": self.visible}
+    @property
+    def cfg(self) -> RBMConfig:
+        """This RBM's config; its ``dtype`` is the parameters' (it follows ``.double()`` and the like)."""
+        name = dtype_name(self.weight.dtype)
+        return self._cfg if name == self._cfg.dtype else replace(self._cfg, dtype=name)
+
+    @property
+    def n_visible(self) -> int:
+        """Visible units V."""
+        return self._cfg.n_visible
+
+    @property
+    def n_hidden(self) -> int:
+        """Hidden units H."""
+        return self._cfg.n_hidden
+
+    @property
+    def visible(self) -> str:
+        """The visible units' type, ``bernoulli`` or ``gaussian``."""
+        return self._cfg.visible
+
+    def config(self) -> dict[str, Any]:
+        """The JSON-able config ``{"n_visible", "n_hidden", "visible", "dtype"}``; see :class:`RBMConfig`."""
+        return config_to_dict(self.cfg)
 
     @classmethod
-    def from_config(cls, config: dict[str, object]) -> RBM:
-        """An RBM with the architecture of :meth:`config` (weights freshly initialised, to be loaded).
+    def from_config(
+        cls,
+        config: RBMConfig | dict[str, Any],
+        *,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+    ) -> RBM:
+        """A freshly initialised RBM with the architecture and dtype of ``config`` (load weights separately).
+
+        Args:
+            config: an :class:`RBMConfig` or its dict (:meth:`config`); a dict without ``dtype`` is float32.
+            generator, device: as for the constructor.
 
         Raises:
-            UnitlensError: a field is missing, unknown or of the wrong type.
+            UnitlensError: a field is missing, unknown or invalid.
         """
-        if not isinstance(config, dict):
-            raise UnitlensError(f"RBM config must be a mapping, got {type(config).__name__}")
-        expected = {"n_visible", "n_hidden", "visible"}
-        missing, unknown = expected - config.keys(), config.keys() - expected
-        if missing or unknown:
-            raise UnitlensError(
-                f"RBM config must have exactly the fields {sorted(expected)}; "
-                f"missing {sorted(missing)}, unknown {sorted(map(str, unknown))}"
-            )
-        visible = config["visible"]
-        if not isinstance(visible, str):
-            raise UnitlensError(f"RBM config field 'visible' must be one of {VISIBLE_TYPES}, got {visible!r}")
-        n_visible = _check_size("n_visible", config["n_visible"])
-        n_hidden = _check_size("n_hidden", config["n_hidden"])
-        return cls(n_visible, n_hidden, visible)
+        cfg = as_config(RBMConfig, config, where="RBM config")
+        return cls(
+            cfg.n_visible,
+            cfg.n_hidden,
+            cfg.visible,
+            generator=generator,
+            dtype=cfg.torch_dtype,
+            device=device,
+        )
 
     @torch.no_grad()
     def set_visible_bias_from_mean(self, mean: Tensor) -> None:
@@ -158,8 +218,7 @@ class RBM(nn.Module):
 
     def sample_hidden(self, v: Tensor, generator: torch.Generator) -> Tensor:
         """(B, V) -> (B, H) binary sample of h given v, in {0, 1} with v's floating dtype."""
-        p = self.hidden_probs(v)
-        return _bernoulli(p.detach(), generator)
+        return sample_bernoulli(self.hidden_probs(v).detach(), generator)
 
     def visible_preactivation(self, h: Tensor) -> Tensor:
         """(B, H) hidden states -> (B, V) visible inputs c + Wᵀh."""
@@ -175,7 +234,7 @@ class RBM(nn.Module):
         """(B, H) -> (B, V) sample of v given h: Bernoulli {0, 1}, or the mean plus N(0, 1) noise."""
         mean = self.visible_mean(h).detach()
         if self.visible == "bernoulli":
-            return _bernoulli(mean, generator)
+            return sample_bernoulli(mean, generator)
         noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
         return noise.add_(mean)
 
@@ -210,9 +269,3 @@ class RBM(nn.Module):
         if self.visible == "bernoulli":
             return -(v @ self.visible_bias) - hidden_term
         return 0.5 * (v - self.visible_bias).square().sum(dim=1) - hidden_term
-
-
-def _bernoulli(p: Tensor, generator: torch.Generator) -> Tensor:
-    """A {0, 1} sample with probabilities ``p``, same shape and dtype: a uniform draw compared with p."""
-    u = torch.rand(p.shape, generator=generator, dtype=p.dtype, device=p.device)
-    return torch.lt(u, p, out=u)

@@ -3,12 +3,36 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from unitlens.errors import UnitlensError
-from unitlens.models.dae import DAE, Corruption
-from unitlens.models.stack import LayerStack, layer_configs
+from unitlens.models.configs import as_config, check_field_types
+from unitlens.models.dae import DAE, Corruption, DAEConfig
+from unitlens.models.stack import LayerStack, check_stack_layers
+
+
+@dataclass(frozen=True)
+class SDAEConfig:
+    """An SDAE's architecture: its DAEs' configs, bottom first; :meth:`SDAE.config` is its JSON-able dict.
+
+    Attributes:
+        layers: one :class:`DAEConfig` per layer; sizes chain, one dtype, and every layer above the first
+            has a sigmoid decoder (its inputs, the codes of the layer below, lie in [0, 1]).
+        kind: ``"sdae"``, the tag that tells an SDAE's dict from a DBN's (not an argument).
+    """
+
+    layers: tuple[DAEConfig, ...]
+    kind: str = field(default="sdae", init=False)
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
+        check_stack_layers(self, self.layers)
+        for k, layer in enumerate(self.layers[1:], start=2):
+            if layer.decoder != "sigmoid":
+                raise UnitlensError(f"SDAE layer {k} codes lie in [0, 1]: it needs a sigmoid decoder")
 
 
 class SDAE(LayerStack):
@@ -17,10 +41,15 @@ class SDAE(LayerStack):
     kind = "sdae"
 
     def __init__(self, layers: Sequence[DAE]) -> None:
-        for k, dae in enumerate(layers[1:], start=2):
-            if dae.decoder != "sigmoid":
-                raise UnitlensError(f"SDAE layer {k} codes lie in [0, 1]: it needs a sigmoid decoder")
+        if not all(isinstance(dae, DAE) for dae in layers):
+            raise UnitlensError(f"an SDAE is a stack of DAEs, got {[type(m).__name__ for m in layers]}")
+        SDAEConfig(tuple(dae.cfg for dae in layers))  # validates the stack
         super().__init__(list(layers))
+
+    @property
+    def cfg(self) -> SDAEConfig:
+        """The SDAE's config: its DAEs' configs (see :class:`SDAEConfig`)."""
+        return SDAEConfig(tuple(self.dae(k).cfg for k in range(1, self.n_layers + 1)))
 
     @classmethod
     def build(
@@ -60,9 +89,21 @@ class SDAE(LayerStack):
         return cls(layers)
 
     @classmethod
-    def from_config(cls, config: dict[str, object]) -> SDAE:
-        """Rebuild the architecture described by :meth:`config` (weights not included)."""
-        return cls([DAE.from_config(c) for c in layer_configs(config, cls.kind)])
+    def from_config(
+        cls,
+        config: SDAEConfig | dict[str, Any],
+        *,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+    ) -> SDAE:
+        """A freshly initialised SDAE with the architecture and dtype of ``config`` (weights not included).
+
+        Args:
+            config: an :class:`SDAEConfig` or its dict (:meth:`config`).
+            generator, device: as for :meth:`build`.
+        """
+        cfg = as_config(SDAEConfig, config, where="SDAE config")
+        return cls([DAE.from_config(c, generator=generator, device=device) for c in cfg.layers])
 
     def dae(self, layer: int) -> DAE:
         """The DAE of layer ``layer`` (1-based)."""

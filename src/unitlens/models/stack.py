@@ -7,12 +7,14 @@ layers below computed deterministically (mean-field sigmoids).
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
 
 from unitlens.errors import UnitlensError
+from unitlens.models.configs import config_to_dict
 
 
 class SigmoidLayer(Protocol):
@@ -21,14 +23,52 @@ class SigmoidLayer(Protocol):
     weight: nn.Parameter
     hidden_bias: nn.Parameter
     visible_bias: nn.Parameter
-    n_visible: int
-    n_hidden: int
+
+    @property
+    def n_visible(self) -> int: ...
+
+    @property
+    def n_hidden(self) -> int: ...
 
     def hidden_preactivation(self, x: Tensor) -> Tensor: ...
 
     def hidden_probs(self, x: Tensor) -> Tensor: ...
 
-    def config(self) -> dict[str, object]: ...
+    def config(self) -> dict[str, Any]: ...
+
+
+class LayerConfig(Protocol):
+    """What a stack config needs of its layers' configs (``RBMConfig``, ``DAEConfig``)."""
+
+    @property
+    def n_visible(self) -> int: ...
+
+    @property
+    def n_hidden(self) -> int: ...
+
+    @property
+    def dtype(self) -> str: ...
+
+
+def check_stack_layers(config: object, layers: Sequence[LayerConfig]) -> None:
+    """Refuse the ``layers`` of a stack config (named by ``config``'s class) that are empty, whose sizes do
+    not chain (layer k's ``n_visible`` equal to layer k-1's ``n_hidden``) or that mix dtypes (each layer is
+    fed the one below's activations, so a stack has a single dtype)."""
+    name = type(config).__name__
+    if not layers:
+        raise UnitlensError(f"{name}.layers must hold at least one layer config")
+    for k in range(1, len(layers)):
+        below, above = layers[k - 1], layers[k]
+        if above.n_visible != below.n_hidden:
+            raise UnitlensError(
+                f"{name}: layer {k + 1} expects {above.n_visible} inputs but layer {k} has "
+                f"{below.n_hidden} units"
+            )
+        if above.dtype != layers[0].dtype:
+            raise UnitlensError(
+                f"{name}: layer {k + 1} is {above.dtype} but layer 1 is {layers[0].dtype}; "
+                "a stack has one dtype"
+            )
 
 
 class LayerStack(nn.Module):
@@ -105,9 +145,14 @@ class LayerStack(nn.Module):
         self._check_layer(layer)
         return self.layer(layer).hidden_preactivation(self.up_pass(x, layer - 1))
 
-    def config(self) -> dict[str, object]:
-        """JSON-able description: the kind and each layer's constructor arguments."""
-        return {"kind": self.kind, "layers": [self.layer(k).config() for k in range(1, self.n_layers + 1)]}
+    @property
+    def cfg(self) -> Any:
+        """The stack's frozen config (``DBNConfig``, ``SDAEConfig``): its kind and its layers' configs."""
+        raise NotImplementedError(f"{type(self).__name__} defines no config")
+
+    def config(self) -> dict[str, Any]:
+        """JSON-able description ``{"kind", "layers": [layer config, ...]}``: :attr:`cfg` as a dict."""
+        return config_to_dict(self.cfg)
 
     @property
     def device(self) -> torch.device:
@@ -116,13 +161,3 @@ class LayerStack(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return self.layer(1).weight.dtype
-
-
-def layer_configs(config: dict[str, object], kind: str) -> list[dict[str, object]]:
-    """The per-layer configs of a stack config of the given ``kind``, validated."""
-    if config.get("kind") != kind:
-        raise UnitlensError(f"model config has kind {config.get('kind')!r}, expected {kind!r}")
-    layers = config.get("layers")
-    if not isinstance(layers, list) or not layers or not all(isinstance(c, dict) for c in layers):
-        raise UnitlensError("model config field 'layers' must be a non-empty list of layer configs")
-    return layers

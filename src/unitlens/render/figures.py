@@ -1,16 +1,17 @@
 """The paper's figures (spec section 6), rendered from a run's raw results alone.
 
-Every figure function is pure: it takes the arrays of ``unitlens.results.load_arrays`` (one mapping per
-trained stack, ``None`` where a stack was not run) and returns a :class:`FigureImage`: a grey image
-``(H, W)`` in [0, 1] plus the position of every panel, so tests and reports can find the tiles.
-``FigureImage`` converts to a numpy array (``np.asarray(fig)``) and can be passed to ``save_png`` as is.
-``write_figures`` is the only function that touches files.
+Every figure function is pure: it takes validated results (``unitlens.results.StackResults``, one per
+trained stack, ``None`` where a stack was not run; ``StackResults.load`` reads them) and returns a
+:class:`FigureImage`: a grey image ``(H, W)`` in [0, 1] plus the position of every panel, so tests and
+reports can find the tiles. ``FigureImage`` converts to a numpy array (``np.asarray(fig)``) and can be
+passed to ``save_png`` as is. ``write_figures`` is the only function that touches files; it also writes
+``manifest.json``, the list of figures (file, kind, data set, model, layer, caption) that the report shows.
 
 Display rules (paper section 6, via ``unitlens.render.tiles``): grey-scale tiles, each scaled on its own;
 signed images black negative, grey zero, white positive; 1-pixel borders between tiles (``scale`` pixels
 once a figure is enlarged). A panel a run cannot provide (no SDAE, a missing layer, no samples for an SDAE)
-is drawn as a light-grey box that says what is missing, and named in ``FigureImage.missing``; arrays of the
-wrong shape raise ``UnitlensError`` naming the stack and key.
+is drawn as a light-grey box that says what is missing, and named in ``FigureImage.missing``. Shapes are
+not checked here: ``unitlens.results`` checked them once, when the results were loaded or made.
 
 Standardised data (patches) is shown in pixel units when the results carry ``pixel_mean`` and
 ``pixel_scale`` (s): inputs (AM optima, samples) as ``x * s + mean``, and weights (filters, linear
@@ -18,7 +19,7 @@ combinations) as the equivalent weights on raw pixels, ``w / s``, since ``w . ((
 ``(w / s) . x`` up to a constant.
 
 Unit positions (``units=``, ``restart_units=``) index the *studied* units of a layer (rows of the
-results arrays); labels show the model's unit numbers (the ``units`` key).
+results arrays); labels show the model's unit numbers (the ``units`` field).
 """
 
 from __future__ import annotations
@@ -36,31 +37,34 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from unitlens.atomic import write_bytes
+from unitlens.catalogue import DATASET_LABELS, DATASETS, MODEL_LABELS, MODELS
 from unitlens.errors import UnitlensError
 from unitlens.render.png import save_png
 from unitlens.render.tiles import BORDER_VALUE, tile_images, upscale
+from unitlens.results import LayerResults, StackResults
 
 __all__ = [
     "DATASETS",
+    "FIGURE_KINDS",
+    "MANIFEST",
     "MODELS",
+    "FigureEntry",
     "FigureImage",
     "figure1",
     "figure2",
     "figure3",
     "figure4",
     "layer_figure",
+    "read_manifest",
     "samples_figure",
     "selectivity_figure",
     "write_figures",
+    "write_manifest",
 ]
 
-Results = Mapping[str, np.ndarray]
 Box = tuple[int, int, int, int]
 """A panel's place in a figure: (top, left, height, width) in pixels."""
 
-DATASETS = ("mnist", "patches", "patches20")
-DATASET_LABELS = {"mnist": "MNIST", "patches": "patches 12x12", "patches20": "patches 20x20"}
-MODELS = ("dbn", "sdae")
 
 BACKGROUND = BORDER_VALUE  # white, like the tile borders, so panels read as one sheet
 PLACEHOLDER = 0.9  # light grey box standing in for a panel the results cannot provide
@@ -240,59 +244,31 @@ def _grid_size(n: int, image_shape: tuple[int, int], grid: tuple[int, int] | Non
 
 
 class _Stack:
-    """One stack's results with checked shapes; ``name`` (e.g. "mnist-dbn") is used in messages."""
+    """One stack's results as the figures show them: inputs and weights in raw-pixel units.
 
-    def __init__(self, arrays: Results, name: str) -> None:
-        self.arrays, self.name = arrays, name
-        if "image_shape" not in arrays:
-            raise UnitlensError(f"results {name}: no 'image_shape' entry; expected (height, width)")
-        shape = np.asarray(arrays["image_shape"])
-        if shape.shape != (2,) or shape.dtype.kind not in "iu" or (shape < 1).any():
-            raise UnitlensError(
-                f"results {name}: image_shape must be two positive integers, got {shape.tolist()!r}"
-            )
-        self.image_shape = (int(shape[0]), int(shape[1]))
-        self.d = self.image_shape[0] * self.image_shape[1]
-        self.mean = self._pixel_vector("pixel_mean")
-        self.scale = self._pixel_vector("pixel_scale")
-        if self.scale is not None and not (self.scale > 0).all():
-            raise UnitlensError(f"results {name}: pixel_scale must be positive everywhere")
-        self.layers = sorted({int(m.group(1)) for k in arrays if (m := _LAYER_KEY.match(k))})
+    Only reads the validated ``StackResults``; ``name`` (e.g. "mnist-dbn") is used in messages.
+    """
 
-    def _pixel_vector(self, key: str) -> np.ndarray | None:
-        if key not in self.arrays:
-            return None
-        v = np.asarray(self.arrays[key], dtype=np.float64)
-        if v.shape != (self.d,) or not np.isfinite(v).all():
-            raise UnitlensError(f"results {self.name}: {key} must be {self.d} finite values, got {v.shape}")
-        return v
+    def __init__(self, results: StackResults, name: str) -> None:
+        self.results, self.name = results, name
+        self.image_shape = results.image_shape
+        self.d = results.n_inputs
+        self.mean = None if results.pixel_mean is None else results.pixel_mean.astype(np.float64)
+        self.scale = None if results.pixel_scale is None else results.pixel_scale.astype(np.float64)
+        self.layers = list(results.layers)
 
-    def get(self, layer: int, key: str, shape: Sequence[int | None]) -> np.ndarray | None:
-        """``layer{layer}/{key}`` checked against ``shape`` (None: any size), or None when absent."""
-        full = f"layer{layer}/{key}"
-        if full not in self.arrays:
-            return None
-        arr = np.asarray(self.arrays[full])
-        if arr.ndim != len(shape) or any(
-            s is not None and s != a for s, a in zip(shape, arr.shape, strict=True)
-        ):
-            want = "(" + ", ".join("n" if s is None else str(s) for s in shape) + ")"
-            raise UnitlensError(f"results {self.name}: {full} has shape {arr.shape}, expected {want}")
-        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-            raise UnitlensError(f"results {self.name}: {full} holds NaN or infinity")
-        return arr
+    def layer(self, j: int) -> LayerResults | None:
+        return self.results.layers.get(j)
 
     def n_units(self, layer: int) -> int | None:
-        """Studied units of ``layer`` (from whichever per-unit array is present)."""
-        for key, ndim in (("am_x", 3), ("units", 1), ("filters", 2), ("lc", 2), ("samples_mean", 2)):
-            arr = self.get(layer, key, [None] * ndim)
-            if arr is not None:
-                return int(arr.shape[0])
-        return None
+        """Studied units of ``layer``, or None when the stack has no such layer."""
+        lr = self.layer(layer)
+        return None if lr is None else lr.n_units
 
-    def unit_ids(self, layer: int, n: int) -> np.ndarray:
-        ids = self.get(layer, "units", [n])
-        return np.arange(n) if ids is None else ids.astype(np.int64)
+    def unit_ids(self, layer: int) -> np.ndarray:
+        """The model's unit numbers of the studied units of ``layer``, ``(U,)``."""
+        lr = self.results.layer(layer)
+        return lr.units.astype(np.int64)
 
     def as_pixels(self, x: np.ndarray) -> np.ndarray:
         """Inputs ``(..., d)`` in the units of the raw pixels (see the module docstring)."""
@@ -307,72 +283,51 @@ class _Stack:
         return w if self.scale is None else w / self.scale
 
     def filters(self, layer: int) -> np.ndarray | None:
-        f = self.get(layer, "filters", [None, self.d])
-        return None if f is None else self.as_pixel_weights(f)
+        lr = self.layer(layer)
+        return None if lr is None or lr.filters is None else self.as_pixel_weights(lr.filters)
 
     def linear_combination(self, layer: int) -> np.ndarray | None:
-        f = self.get(layer, "lc", [None, self.d])
-        return None if f is None else self.as_pixel_weights(f)
+        lr = self.layer(layer)
+        return None if lr is None else self.as_pixel_weights(lr.lc)
 
     def am(self, layer: int) -> np.ndarray | None:
         """All restarts' x*, ``(U, R, d)``."""
-        x = self.get(layer, "am_x", [None, None, self.d])
-        return None if x is None else self.as_pixels(x)
+        lr = self.layer(layer)
+        return None if lr is None else self.as_pixels(lr.am_x)
 
     def am_best(self, layer: int) -> np.ndarray | None:
         """Each unit's best restart ``(U, d)``."""
-        x = self.am(layer)
-        if x is None:
-            return None
-        n, r = x.shape[:2]
-        best = self.get(layer, "am_best", [n])
-        if best is None:
-            # No recorded choice: the best restart is the most active one, when activations are kept.
-            act = self.get(layer, "am_activation", [n, r])
-            if act is None:
-                raise UnitlensError(f"results {self.name}: layer{layer}/am_x needs am_best or am_activation")
-            best = act.argmax(axis=1)
-        if best.dtype.kind not in "iu" or ((best < 0) | (best >= r)).any():
-            raise UnitlensError(
-                f"results {self.name}: layer{layer}/am_best must hold restart indices in 0..{r - 1}"
-            )
-        return x[np.arange(n), best.astype(np.int64)]
+        lr = self.layer(layer)
+        return None if lr is None else self.as_pixels(lr.best_x())
 
     def restarts_by_activation(self, layer: int) -> tuple[np.ndarray, np.ndarray] | None:
         """Restarts sorted by final activation, most active first: x ``(U, R, d)``, activation ``(U, R)``."""
-        x = self.am(layer)
-        if x is None:
+        lr = self.layer(layer)
+        if lr is None:
             return None
-        act = self.get(layer, "am_activation", list(x.shape[:2]))
-        if act is None:
-            return None
+        x, act = self.as_pixels(lr.am_x), lr.am_activation
         order = np.argsort(-act, axis=1, kind="stable")
         return np.take_along_axis(x, order[:, :, None], axis=1), np.take_along_axis(act, order, axis=1)
 
     def samples(self, layer: int) -> np.ndarray | None:
-        s = self.get(layer, "samples", [None, None, self.d])
-        return None if s is None else self.as_pixels(s)
+        lr = self.layer(layer)
+        return None if lr is None or lr.samples is None else self.as_pixels(lr.samples)
 
     def samples_mean(self, layer: int) -> np.ndarray | None:
-        s = self.get(layer, "samples_mean", [None, self.d])
-        return None if s is None else self.as_pixels(s)
+        lr = self.layer(layer)
+        return None if lr is None or lr.samples_mean is None else self.as_pixels(lr.samples_mean)
 
     def selectivity(self, layer: int) -> np.ndarray | None:
-        m = self.get(layer, "selectivity", [None, None])
-        if m is None:
-            return None
-        if m.shape[0] != m.shape[1] or m.shape[0] == 0:
-            raise UnitlensError(
-                f"results {self.name}: layer{layer}/selectivity must be square, got {m.shape}"
-            )
-        if not ((m >= 0) & (m <= 1)).all():
-            raise UnitlensError(
-                f"results {self.name}: layer{layer}/selectivity must be normalised into [0, 1]"
-            )
-        return m.astype(np.float64)
+        """The ``(Us, Us)`` selectivity matrix (validated into [0, 1] by ``unitlens.results``)."""
+        lr = self.layer(layer)
+        return None if lr is None else lr.selectivity.astype(np.float64)
+
+    def flat(self, layer: int) -> np.ndarray | None:
+        lr = self.layer(layer)
+        return None if lr is None or lr.flat is None else lr.flat
 
 
-def _stack(results: Results | None, name: str) -> _Stack | None:
+def _stack(results: StackResults | None, name: str) -> _Stack | None:
     return None if results is None else _Stack(results, name)
 
 
@@ -407,10 +362,8 @@ def _layer_panel(
     images = stack.filters(layer) if layer == 1 else stack.am_best(layer)
     if images is None and layer == 1:
         images = stack.am_best(layer)  # layer 1's AM optimum is the normalised filter (spec section 3)
-    if images is None:
-        what = "filters" if layer == 1 else "AM"
-        message = f"no layer {layer}" if layer not in stack.layers else f"no {what}"
-        return _placeholder(name, message, nominal[0] * scale, nominal[1] * scale, scale)
+    if images is None:  # every layer of the results has AM optima: only a missing layer gets here
+        return _placeholder(name, f"no layer {layer}", nominal[0] * scale, nominal[1] * scale, scale)
     shown = images[:n_units]
     return _panel(name, tile_images(shown, stack.image_shape), scale)
 
@@ -425,7 +378,7 @@ def _restarts_block(stack: _Stack | None, model: str, layer: int, units: Sequenc
         return _column([title, _placeholder("restarts", reason, h * scale, h * scale, scale)], 2 * scale)
     x, _ = data
     positions = [u for u in units if u < x.shape[0]]
-    ids = stack.unit_ids(layer, x.shape[0])
+    ids = stack.unit_ids(layer)
     cells: list[_Block | None] = []
     for k, u in enumerate(positions):
         grid = _panel(f"restarts/{k}", tile_images(x[u], stack.image_shape), scale)
@@ -443,11 +396,10 @@ def _flagged_caption(stacks: dict[str, _Stack | None], layers: Sequence[int], n_
         if stack is None:
             continue
         for j in layers:
-            key = f"layer{j}/flat"
-            if j < 2 or key not in stack.arrays:
+            every = stack.flat(j)
+            if j < 2 or every is None:
                 continue
-            every = np.asarray(stack.arrays[key]).reshape(-1)
-            ids = stack.unit_ids(j, int(every.shape[0]))
+            ids = stack.unit_ids(j)
             flags = every[:n_units]
             shown = [int(ids[k]) for k in np.flatnonzero(flags)]
             if shown:
@@ -456,8 +408,8 @@ def _flagged_caption(stacks: dict[str, _Stack | None], layers: Sequence[int], n_
 
 
 def layer_figure(
-    dbn: Results | None,
-    sdae: Results | None,
+    dbn: StackResults | None,
+    sdae: StackResults | None,
     *,
     n_units: int = 36,
     layers: Sequence[int] = (1, 2, 3),
@@ -477,7 +429,7 @@ def layer_figure(
     Panels are named ``"{model}/layer{j}"`` and ``"restarts/{k}"`` in ``boxes``.
 
     Raises:
-        UnitlensError: both stacks missing, arrays of the wrong shape, a bad ``scale``.
+        UnitlensError: both stacks missing, a bad ``scale``.
     """
     scale = _check_scale(scale)
     stacks = {"dbn": _stack(dbn, "dbn"), "sdae": _stack(sdae, "sdae")}
@@ -514,8 +466,8 @@ def layer_figure(
 
 
 def figure1(
-    dbn: Results | None,
-    sdae: Results | None,
+    dbn: StackResults | None,
+    sdae: StackResults | None,
     *,
     n_units: int = 36,
     restart_units: Sequence[int] = (0, 1, 2, 3),
@@ -526,8 +478,8 @@ def figure1(
 
 
 def figure2(
-    dbn: Results | None,
-    sdae: Results | None,
+    dbn: StackResults | None,
+    sdae: StackResults | None,
     *,
     n_units: int = 144,
     restart_units: Sequence[int] = (0, 1, 2, 3),
@@ -558,7 +510,7 @@ def row_margins(m: np.ndarray) -> np.ndarray:
 
 
 def selectivity_figure(
-    results: Results,
+    results: StackResults,
     *,
     layer: int | None = None,
     cell: int = 6,
@@ -577,27 +529,23 @@ def selectivity_figure(
     ``write_figures`` draws the colour version, ``unitlens.render.plots.selectivity_plot``.
 
     Args:
-        results: one stack's arrays.
-        layer: the layer; None: the highest layer that has a selectivity matrix.
+        results: one stack's results.
+        layer: the layer; None: the highest layer (every layer of the results has a matrix).
         cell: pixels per entry before ``scale``.
         stretch: add the stretched copy; None: when the values span less than half of [0, 1].
 
     Raises:
-        UnitlensError: no selectivity matrix, a non-square matrix, values outside [0, 1].
+        UnitlensError: no such layer, a bad ``cell`` or ``scale``.
     """
     scale = _check_scale(scale)
     stack = _Stack(results, title or "results")
     if isinstance(cell, bool) or not isinstance(cell, int | np.integer) or cell < 1:
         raise UnitlensError(f"cell: expected an integer >= 1, got {cell!r}")
-    candidates = [j for j in stack.layers if f"layer{j}/selectivity" in results]
-    if layer is None:
-        if not candidates:
-            raise UnitlensError(f"results {stack.name}: no layer has a selectivity matrix")
-        layer = candidates[-1]
+    layer = stack.layers[-1] if layer is None else layer  # every layer of the results has a matrix
     m = stack.selectivity(layer)
     if m is None:
         raise UnitlensError(
-            f"results {stack.name}: no layer{layer}/selectivity (layers with one: {candidates})"
+            f"results {stack.name}: no layer{layer}/selectivity (layers with one: {stack.layers})"
         )
     n = m.shape[0]
     low, high = float(m.min()), float(m.max())
@@ -649,13 +597,13 @@ def _samples_panel(
     pos = _positions(units, n_units, samples.shape[0], f"{stack.name} layer {layer} samples")
     n_samples = samples.shape[1]
     grid = tile_images(samples[pos].reshape(-1, stack.d), stack.image_shape, grid=(len(pos), n_samples))
-    ids = stack.unit_ids(layer, samples.shape[0])
+    ids = stack.unit_ids(layer)
     labels = _row_labels([f"unit {ids[u]}" for u in pos], stack.image_shape[0], scale, size)
     return _column([title, _row([labels, _panel(name, grid, scale)], 2 * scale)], scale, centre=False)
 
 
 def samples_figure(
-    panels: Sequence[tuple[str, str, Results | None]],
+    panels: Sequence[tuple[str, str, StackResults | None]],
     *,
     layer: int = 2,
     units: Sequence[int] | None = None,
@@ -685,8 +633,8 @@ def samples_figure(
 
 
 def figure3(
-    mnist_dbn: Results | None,
-    patches_dbn: Results | None,
+    mnist_dbn: StackResults | None,
+    patches_dbn: StackResults | None,
     *,
     layer: int = 2,
     units: Sequence[int] | None = None,
@@ -707,7 +655,7 @@ def figure3(
 
 
 def figure4(
-    dbn: Results,
+    dbn: StackResults,
     *,
     layer: int = 2,
     units: Sequence[int] | None = None,
@@ -722,7 +670,7 @@ def figure4(
     ``"samples_mean"``, ``"lc"`` and ``"am"``; a method the results lack is a labelled placeholder.
 
     Raises:
-        UnitlensError: the layer has none of the three, a unit position out of range, wrong shapes.
+        UnitlensError: the results have no such layer, a unit position out of range.
     """
     scale = _check_scale(scale)
     stack = _Stack(dbn, title or "dbn")
@@ -737,7 +685,7 @@ def figure4(
     pos = _positions(units, n_units, min(counts), f"{stack.name} layer {layer}")
     size = _font_size(scale)
     h, w = _grid_size(len(pos), stack.image_shape, (len(pos), 1))
-    ids = stack.unit_ids(layer, min(counts))
+    ids = stack.unit_ids(layer)
     header: list[_Block | None] = [None]
     body: list[_Block | None] = [
         _row_labels([f"unit {ids[u]}" for u in pos], stack.image_shape[0], scale, size)
@@ -797,97 +745,238 @@ def read_finetune(path: str | Path) -> dict[str, Any]:
     return data
 
 
+MANIFEST = "manifest.json"
+"""The file in a figures folder that lists its figures (:func:`read_manifest`)."""
+
+FIGURE_KINDS = (
+    "figure1",
+    "figure2",
+    "figure3",
+    "figure4",
+    "selectivity",
+    "restart_agreement",
+    "am_history",
+    "training",
+    "finetune_sweep",
+)
+
+_PAPER_CAPTIONS = {
+    "figure1": "Figure 1: layer-1 filters and the AM optima of layers 2 and 3, DBN and SDAE",
+    "figure2": "Figure 2: the same for natural image patches",
+    "figure3": "Figure 3: samples of DBN layer-2 units, clamped on (one row per unit)",
+    "figure4": "Figure 4: DBN layer 2, mean of clamped samples | linear combination | AM",
+    "finetune_sweep": (
+        "Fine-tuning sweep (claim 7): median cosine of the AM images before/after fine-tuning, and held-out "
+        "error, against the pre-trained layers' learning rate; the claim's verdict depends on this rate and "
+        "is judged at the marked one"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class FigureEntry:
+    """One figure of a figures folder, as its manifest lists it.
+
+    Attributes:
+        file: the PNG's name inside the folder (no sub-folders).
+        kind: what it is, one of ``FIGURE_KINDS``.
+        caption: the text shown with it.
+        dataset, model, layer: what it shows; None where it is not one (Figure 3 shows two data sets).
+    """
+
+    file: str
+    kind: str
+    caption: str
+    dataset: str | None = None
+    model: str | None = None
+    layer: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "kind": self.kind,
+            "dataset": self.dataset,
+            "model": self.model,
+            "layer": self.layer,
+            "caption": self.caption,
+        }
+
+
+def write_manifest(figures_dir: str | Path, entries: Sequence[FigureEntry]) -> Path:
+    """Write ``figures_dir/manifest.json`` atomically: ``{"format": 1, "figures": [entry, ...]}``."""
+    path = Path(figures_dir) / MANIFEST
+    doc = {"format": 1, "figures": [e.to_dict() for e in entries]}
+    write_bytes(path, (json.dumps(doc, indent=1) + "\n").encode("utf-8"))
+    return path
+
+
+def read_manifest(figures_dir: str | Path) -> tuple[FigureEntry, ...] | None:
+    """The figures ``figures_dir/manifest.json`` lists, in its order; None when there is no manifest.
+
+    Raises:
+        UnitlensError: a damaged manifest, an entry without its fields, a file that is not a plain name
+            inside the folder or does not exist there (the message names the manifest and the entry).
+    """
+    folder = Path(figures_dir)
+    path = folder / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UnitlensError(f"{path}: could not read the figure manifest ({exc})") from exc
+    except json.JSONDecodeError as exc:
+        raise UnitlensError(f"{path} is damaged: not valid JSON ({exc.msg}, line {exc.lineno})") from exc
+    rows = doc.get("figures") if isinstance(doc, dict) else None
+    if not isinstance(rows, list):
+        raise UnitlensError(f'{path}: expected {{"format": 1, "figures": [{{"file": ..., ...}}, ...]}}')
+    entries = []
+    for i, row in enumerate(rows):
+        where = f"{path}: figure [{i}]"
+        if not isinstance(row, dict):
+            raise UnitlensError(f"{where} is not an object")
+        for key in ("file", "kind", "caption"):
+            if not isinstance(row.get(key), str):
+                raise UnitlensError(f"{where}: field {key!r} must be a string, got {row.get(key)!r}")
+        for key in ("dataset", "model"):
+            if row.get(key) is not None and not isinstance(row[key], str):
+                raise UnitlensError(f"{where}: field {key!r} must be a string or null, got {row[key]!r}")
+        layer = row.get("layer")
+        if layer is not None and (isinstance(layer, bool) or not isinstance(layer, int)):
+            raise UnitlensError(f"{where}: field 'layer' must be an integer or null, got {layer!r}")
+        file = row["file"]
+        if Path(file).name != file or file in ("", ".", ".."):
+            raise UnitlensError(f"{where}: field 'file' must be a file name inside {folder}, got {file!r}")
+        if not (folder / file).is_file():
+            raise UnitlensError(f"{where}: {file} does not exist in {folder} (re-render the figures)")
+        entries.append(
+            FigureEntry(file, row["kind"], row["caption"], row.get("dataset"), row.get("model"), layer)
+        )
+    return tuple(entries)
+
+
+def _restart_threshold(results: StackResults) -> float | None:
+    """The cosine threshold the study judged restart agreement by (its summary), or None."""
+    for j in results.layers:
+        threshold = (results.layer_summary(j) or {}).get("restarts", {}).get("threshold")
+        if isinstance(threshold, int | float) and not isinstance(threshold, bool):
+            return float(threshold)
+    return None
+
+
 def write_figures(
     results_dir: str | Path, figures_dir: str | Path, *, checkpoints_dir: str | Path | None = None
 ) -> list[Path]:
     """Render every figure and plot the results allow into ``figures_dir``; return the paths written.
 
-    Reads ``results_dir/{dataset}-{model}.npz`` for datasets ``DATASETS`` and models ``MODELS`` (absent
-    files are skipped) and, when ``checkpoints_dir`` is given, its ``*-log.jsonl`` training histories.
-    Writes, atomically, whichever apply:
+    Reads ``results_dir/{dataset}-{model}.npz`` (``StackResults.load``, with its summary) for datasets
+    ``DATASETS`` and models ``MODELS`` (absent files are skipped) and, when ``checkpoints_dir`` is given,
+    its ``*-log.jsonl`` training histories. Writes, atomically, whichever apply:
 
     - ``figure1_mnist.png``; ``figure2_patches.png``, ``figure2_patches20.png`` (``layer_figure``);
-    - ``selectivity_{dataset}_{model}_layer{j}.png`` for each stack's top layer with a matrix;
+    - ``selectivity_{dataset}_{model}_layer{j}.png`` for each layer j >= 2;
     - ``figure3.png`` (MNIST and patches DBN samples), ``figure4_{dataset}.png`` for each DBN;
     - ``restart_agreement_{dataset}_{model}.png``, ``am_history_{dataset}_{model}.png`` and
       ``training_{name}.png`` (``unitlens.render.plots``);
-    - ``finetune_sweep.png`` when ``results_dir/finetune.json`` holds a fine-tuning sweep.
+    - ``finetune_sweep.png`` when ``results_dir/finetune.json`` holds a fine-tuning sweep;
+
+    and last ``manifest.json`` (``write_manifest``), listing each figure written with its kind, data set,
+    model, layer and caption: the report shows what the manifest lists, nothing else.
 
     Figures are enlarged (2x for digits, 3x for 12x12 patches) for legibility. Re-running overwrites each
     file atomically with identical bytes.
 
     Raises:
-        UnitlensError: ``results_dir`` missing, a damaged results file (``finetune.json`` included), arrays
-            of the wrong shape.
+        UnitlensError: ``results_dir`` missing, a damaged results file (``finetune.json`` included); the
+            message names the file and the field.
     """
-    # Imported here: matplotlib costs about a second to import and unitlens.results pulls in the whole
-    # study pipeline; only writing the files needs them.
+    # Imported here: matplotlib costs about a second to import; only writing the files needs it.
     from unitlens.render import plots
-    from unitlens.results import load_arrays
 
     results_dir, figures_dir = Path(results_dir), Path(figures_dir)
     if not results_dir.is_dir():
         raise UnitlensError(f"results folder {results_dir} does not exist")
-    loaded: dict[tuple[str, str], Results] = {}
+    loaded: dict[tuple[str, str], StackResults] = {}
     for dataset in DATASETS:
         for model in MODELS:
             path = results_dir / f"{dataset}-{model}.npz"
             if path.is_file():
-                loaded[dataset, model] = load_arrays(path)
+                loaded[dataset, model] = StackResults.load(path)
 
     written: list[Path] = []
+    entries: list[FigureEntry] = []
 
-    def save(name: str, image: Any) -> None:
-        written.append(save_png(figures_dir / name, image))
-
-    def save_bytes(name: str, data: bytes) -> None:
-        write_bytes(figures_dir / name, data)
+    def record(name: str, kind: str, caption: str | None, **what: Any) -> None:
         written.append(figures_dir / name)
+        caption = Path(name).stem.replace("_", " ") if caption is None else caption
+        entries.append(FigureEntry(name, kind, caption, **what))
+
+    def save(name: str, image: Any, kind: str, caption: str | None = None, **what: Any) -> None:
+        save_png(figures_dir / name, image)
+        record(name, kind, caption, **what)
+
+    def save_bytes(name: str, data: bytes, kind: str, caption: str | None = None, **what: Any) -> None:
+        write_bytes(figures_dir / name, data)
+        record(name, kind, caption, **what)
 
     scales: dict[str, int] = {}
     for dataset in DATASETS:
         dbn, sdae = loaded.get((dataset, "dbn")), loaded.get((dataset, "sdae"))
         if dbn is None and sdae is None:
             continue
-        try:
-            stacks = {
-                m: _Stack(r, f"{dataset}-{m}") for m, r in (("dbn", dbn), ("sdae", sdae)) if r is not None
-            }
-            label = DATASET_LABELS[dataset]
-            scale = scales[dataset] = _scale_for(next(iter(stacks.values())).image_shape)
-            if dataset == "mnist":
-                save("figure1_mnist.png", figure1(dbn, sdae, scale=scale))
-            else:
-                save(
-                    f"figure2_{dataset}.png", figure2(dbn, sdae, title=f"natural image {label}", scale=scale)
-                )
-            for model, stack in stacks.items():
-                results, name = stack.arrays, f"{label} {model.upper()}"
-                with_matrix = [j for j in stack.layers if f"layer{j}/selectivity" in results]
-                for j in with_matrix:
-                    if j >= 2:  # layer 1's optima are its filters: nothing to compare with a control
-                        selectivity = plots.selectivity_plot(results, j, title=name)
-                        save_bytes(f"selectivity_{dataset}_{model}_layer{j}.png", selectivity)
-                agreement = plots.restart_agreement_plot(results, title=name)
-                save_bytes(f"restart_agreement_{dataset}_{model}.png", agreement)
-                save_bytes(
-                    f"am_history_{dataset}_{model}.png", plots.activation_history_plot(results, title=name)
-                )
-            if dbn is not None and any(f"layer2/{k}" in dbn for k in ("samples_mean", "lc", "am_x")):
-                save(f"figure4_{dataset}.png", figure4(dbn, title=f"{label} DBN", scale=scale))
-        except UnitlensError as exc:
-            raise UnitlensError(f"{results_dir / dataset}-*.npz: {exc}") from exc
+        stacks = {m: r for m, r in (("dbn", dbn), ("sdae", sdae)) if r is not None}
+        words = DATASET_LABELS[dataset]
+        scale = scales[dataset] = _scale_for(next(iter(stacks.values())).image_shape)
+        if dataset == "mnist":
+            caption = f"{_PAPER_CAPTIONS['figure1']} ({words})"
+            save("figure1_mnist.png", figure1(dbn, sdae, scale=scale), "figure1", caption, dataset=dataset)
+        else:
+            figure = figure2(dbn, sdae, title=f"natural image {words}", scale=scale)
+            caption = f"{_PAPER_CAPTIONS['figure2']} ({words})"
+            save(f"figure2_{dataset}.png", figure, "figure2", caption, dataset=dataset)
+        for model, results in stacks.items():
+            name, what = f"{words} {MODEL_LABELS[model]}", {"dataset": dataset, "model": model}
+            for j in results.layers:
+                if j >= 2:  # layer 1's optima are its filters: nothing to compare with a control
+                    save_bytes(
+                        f"selectivity_{dataset}_{model}_layer{j}.png",
+                        plots.selectivity_plot(results, j, title=name),
+                        "selectivity",
+                        layer=j,
+                        **what,
+                    )
+            threshold = _restart_threshold(results)
+            agreement = (
+                plots.restart_agreement_plot(results, title=name)
+                if threshold is None
+                else plots.restart_agreement_plot(results, threshold=threshold, title=name)
+            )
+            save_bytes(f"restart_agreement_{dataset}_{model}.png", agreement, "restart_agreement", **what)
+            save_bytes(
+                f"am_history_{dataset}_{model}.png",
+                plots.activation_history_plot(results, title=name),
+                "am_history",
+                **what,
+            )
+        if dbn is not None and 2 in dbn.layers:
+            caption = f"{_PAPER_CAPTIONS['figure4']} ({words})"
+            figure = figure4(dbn, title=f"{words} DBN", scale=scale)
+            save(f"figure4_{dataset}.png", figure, "figure4", caption, dataset=dataset, model="dbn", layer=2)
 
     mnist, patches = loaded.get(("mnist", "dbn")), loaded.get(("patches", "dbn"))
-    if any(r is not None and "layer2/samples" in r for r in (mnist, patches)):
+    if any(r is not None and 2 in r.layers and r.layers[2].samples is not None for r in (mnist, patches)):
         fig3 = figure3(mnist, patches, scale=(scales.get("mnist", 2), scales.get("patches", 3)))
-        save("figure3.png", fig3)
+        save("figure3.png", fig3, "figure3", _PAPER_CAPTIONS["figure3"], model="dbn", layer=2)
 
     if checkpoints_dir is not None and Path(checkpoints_dir).is_dir():
         for log in sorted(Path(checkpoints_dir).glob("*-log.jsonl")):
             name = log.name[: -len("-log.jsonl")]
+            dataset, _, model = name.rpartition("-")
+            what = {"dataset": dataset, "model": model} if dataset in DATASETS and model in MODELS else {}
             rows = read_training_log(log)
-            save_bytes(f"training_{name}.png", plots.training_curves_plot(rows, title=name))
+            save_bytes(
+                f"training_{name}.png", plots.training_curves_plot(rows, title=name), "training", **what
+            )
 
     finetune_path = results_dir / "finetune.json"
     if finetune_path.is_file():
@@ -897,5 +986,12 @@ def write_figures(
                 sweep = plots.finetune_sweep_plot(finetune, title="MNIST fine-tuning (claim 7)")
             except UnitlensError as exc:
                 raise UnitlensError(f"{finetune_path}: {exc}") from exc
-            save_bytes("finetune_sweep.png", sweep)
+            save_bytes(
+                "finetune_sweep.png",
+                sweep,
+                "finetune_sweep",
+                _PAPER_CAPTIONS["finetune_sweep"],
+                dataset="mnist",
+            )
+    write_manifest(figures_dir, entries)
     return written

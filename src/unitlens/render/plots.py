@@ -1,20 +1,19 @@
 """Small matplotlib plots beside the paper's figures: training curves, restart agreement, AM histories,
 and the fine-tuning sweep behind claim 7.
 
-Each function is pure: it takes rows of a training log, one stack's results arrays
-(``unitlens.results.load_arrays``) or the fine-tuning results, and returns the bytes of a PNG;
+Each function is pure: it takes rows of a training log, one stack's validated results
+(``unitlens.results.StackResults``) or the fine-tuning results, and returns the bytes of a PNG;
 ``unitlens.render.figures.write_figures`` saves them. Figures are drawn with matplotlib's object-oriented
 API on an Agg canvas, never through ``pyplot``: no global figure state, nothing shown, and a user's own
 backend choice is left alone.
-Data a plot needs but does not find (an empty history, results without the key) gives a small PNG that
-says so rather than an error; arrays of the wrong shape raise ``UnitlensError``.
+Data a plot needs but does not find (an empty history, a layer the results lack) gives a small PNG that
+says so rather than an error; the results' shapes were checked when they were loaded.
 """
 
 from __future__ import annotations
 
 import io
 import math
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,6 +25,7 @@ from matplotlib.ticker import EngFormatter, FuncFormatter
 from unitlens.analysis.claims import FINETUNE_COSINE
 from unitlens.errors import UnitlensError
 from unitlens.render.figures import row_margins
+from unitlens.results import StackResults
 
 __all__ = [
     "activation_history_plot",
@@ -34,7 +34,6 @@ __all__ = [
     "training_curves_plot",
 ]
 
-_LAYER_KEY = re.compile(r"^layer(\d+)/")
 _DPI = 100
 _PANEL = (3.2, 2.5)  # inches per subplot: small PNGs that still read at 100 dpi
 
@@ -65,17 +64,6 @@ def _note(message: str, title: str) -> bytes:
     if title:
         fig.suptitle(title, fontsize=10)
     return _png(fig)
-
-
-def _layers(results: Mapping[str, np.ndarray], key: str) -> list[int]:
-    return sorted({int(m.group(1)) for k in results if (m := _LAYER_KEY.match(k)) and k.endswith("/" + key)})
-
-
-def _array(results: Mapping[str, np.ndarray], key: str, ndim: int) -> np.ndarray:
-    arr = np.asarray(results[key])
-    if arr.ndim != ndim or arr.dtype.kind not in "biuf":
-        raise UnitlensError(f"results: {key} must be a {ndim}-D numeric array, got shape {arr.shape}")
-    return arr
 
 
 def _number(row: Mapping[str, Any], key: str, index: int) -> float | None:
@@ -141,21 +129,18 @@ def training_curves_plot(rows: Sequence[Mapping[str, Any]], *, title: str = "") 
     return _png(fig)
 
 
-def restart_agreement_plot(
-    results: Mapping[str, np.ndarray], *, threshold: float = 0.9, title: str = ""
-) -> bytes:
+def restart_agreement_plot(results: StackResults, *, threshold: float = 0.9, title: str = "") -> bytes:
     """Histograms of each unit's mean pairwise cosine between its AM restarts, one panel per layer.
 
-    Reads ``layer{j}/restart_mean_cosine`` ``(U,)``. A dashed line marks ``threshold`` ("the same
-    pattern"); each panel's title gives the median and the share of units above the threshold.
+    Reads each layer's ``restart_mean_cosine`` ``(U,)`` (NaN values are left out). A dashed line marks
+    ``threshold`` ("the same pattern"; ``write_figures`` passes the study's, from its summary); each
+    panel's title gives the median and the share of units above the threshold.
 
     Returns:
-        PNG bytes; a note when no layer has the key.
+        PNG bytes.
     """
-    layers = _layers(results, "restart_mean_cosine")
-    if not layers:
-        return _note("no restart agreement in these results", title)
-    values = {j: _array(results, f"layer{j}/restart_mean_cosine", 1).astype(np.float64) for j in layers}
+    layers = list(results.layers)
+    values = {j: results.layers[j].restart_mean_cosine.astype(np.float64) for j in layers}
     finite = np.concatenate([v[np.isfinite(v)] for v in values.values()])
     # Shared bins from just below the threshold (or the lowest value) to 1, so layers compare at a glance.
     low = min(threshold - 0.1, math.floor(float(finite.min()) * 20) / 20) if finite.size else threshold - 0.1
@@ -181,35 +166,28 @@ def restart_agreement_plot(
     return _png(fig)
 
 
-def activation_history_plot(results: Mapping[str, np.ndarray], *, n_units: int = 4, title: str = "") -> bytes:
+def activation_history_plot(results: StackResults, *, n_units: int = 4, title: str = "") -> bytes:
     """Pre-sigmoid activation against AM step for every restart of the first ``n_units`` units, per layer.
 
-    Reads ``layer{j}/am_history`` ``(T, U, R)`` and, when present, ``am_steps`` ``(U, R)`` (each restart's
-    curve stops at its last step) and ``units`` (legend labels). One colour per unit, one line per restart.
+    Reads each layer's ``am_history`` ``(T, U, R)``, ``am_steps`` ``(U, R)`` (each restart's curve stops at
+    its last step) and ``units`` (legend labels). One colour per unit, one line per restart.
 
     Returns:
-        PNG bytes; a note when no layer has a history.
+        PNG bytes.
     """
     if n_units < 1:
         raise UnitlensError(f"n_units: expected >= 1, got {n_units}")
-    layers = _layers(results, "am_history")
-    if not layers:
-        return _note("no activation histories in these results", title)
+    layers = list(results.layers)
     fig = _figure(len(layers))
     axes = fig.subplots(1, len(layers), squeeze=False)[0]
     for ax, j in zip(axes, layers, strict=True):
-        history = _array(results, f"layer{j}/am_history", 3).astype(np.float64)
+        layer = results.layers[j]
+        history = layer.am_history.astype(np.float64)
         t, u, r = history.shape
-        steps = results.get(f"layer{j}/am_steps")
-        if steps is not None and np.asarray(steps).shape != (u, r):
-            raise UnitlensError(
-                f"results: layer{j}/am_steps has shape {np.asarray(steps).shape}, expected {(u, r)}"
-            )
-        ids = results.get(f"layer{j}/units")
-        ids = np.arange(u) if ids is None or np.asarray(ids).shape != (u,) else np.asarray(ids)
+        steps, ids = layer.am_steps, layer.units
         for k in range(min(n_units, u)):
             for restart in range(r):
-                stop = t if steps is None else min(t, int(np.asarray(steps)[k, restart]) + 1)
+                stop = min(t, int(steps[k, restart]) + 1)
                 ax.plot(
                     np.arange(stop),
                     history[:stop, k, restart],
@@ -346,33 +324,29 @@ _SELECTIVITY_PANELS = (
 )
 
 
-def selectivity_plot(results: Mapping[str, np.ndarray], layer: int, *, title: str = "") -> bytes:
+def selectivity_plot(results: StackResults, layer: int, *, title: str = "") -> bytes:
     """The selectivity matrix of ``layer`` as a heat map with a colour scale, beside the shuffled control's
     and the top exemplars' where the results hold them, and each matrix's row margins.
 
-    Reads ``layer{j}/selectivity`` and, when present, ``layer{j}/control_selectivity`` and
-    ``layer{j}/exemplar_selectivity``: (Us, Us) matrices whose columns sum to 1 (rows: each unit's
-    pattern, columns: the units' responses). All heat maps share one colour scale, so the diagonals compare
-    at a glance; the bottom row plots each row's margin (diagonal minus largest other entry: > 0 when the
-    pattern excites its own unit most), with the median in the panel's title.
+    Reads the layer's ``selectivity`` and, when present, ``control_selectivity`` and
+    ``exemplar_selectivity``: (Us, Us) matrices whose columns sum to 1 (rows: each unit's pattern, columns:
+    the units' responses). All heat maps share one colour scale, so the diagonals compare at a glance; the
+    bottom row plots each row's margin (diagonal minus largest other entry: > 0 when the pattern excites
+    its own unit most), with the median in the panel's title.
 
     Returns:
-        PNG bytes; a note when the layer has no matrix.
+        PNG bytes; a note when the results have no such layer or its matrix has fewer than 2 units.
     """
-    key = f"layer{layer}/selectivity"
-    if key not in results:
-        return _note(f"no selectivity matrix for layer {layer}", title)
+    lr = results.layers.get(layer)
+    if lr is None:
+        return _note(f"no layer {layer} in these results", title)
+    if lr.selectivity.shape[0] < 2:
+        return _note(f"layer {layer}: a selectivity matrix needs at least 2 units", title)
     panels = []
     for name, label in _SELECTIVITY_PANELS:
-        full = f"layer{layer}/{name}"
-        if full not in results:
-            continue
-        m = _array(results, full, 2).astype(np.float64)
-        if m.shape[0] != m.shape[1] or m.shape[0] < 2:
-            raise UnitlensError(f"{full} must be a square matrix of at least 2 units, got {m.shape}")
-        if not np.isfinite(m).all() or (m < 0).any():
-            raise UnitlensError(f"{full} must hold finite values >= 0")
-        panels.append((label, m))
+        m = getattr(lr, name)
+        if m is not None:
+            panels.append((label, m.astype(np.float64)))
     vmax = max(float(m.max()) for _, m in panels) or 1.0
     fig = _figure(len(panels), 2)
     grid = fig.subplots(2, len(panels), squeeze=False, height_ratios=(3, 1.3))

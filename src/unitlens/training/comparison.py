@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -29,7 +30,9 @@ def compare_with_random(
     """Fine-tune a classifier from each stack, and one from random weights of the same sizes.
 
     Every classifier gets the same output-layer initialisation seed, batch order seed and budget; the
-    stacks themselves are not modified. The random MLP takes the first stack's sizes.
+    stacks themselves are not modified. The random MLP takes the first stack's sizes, and every one of its
+    layers learns at ``config.learning_rate`` (it has no pre-trained features for ``hidden_learning_rate``
+    to keep), as in the ``reproduce`` pipeline.
     """
     if data.y_train is None or data.y_test is None:
         raise UnitlensError("fine-tuning needs a labelled data set")
@@ -44,6 +47,7 @@ def compare_with_random(
     classifiers["random"] = StackClassifier.random(
         sizes, n_classes, generator=torch.Generator().manual_seed(seed)
     )
+    random_config = dataclasses.replace(config, hidden_learning_rate=None)
     results = {
         name: finetune(
             clf,
@@ -51,7 +55,7 @@ def compare_with_random(
             data.y_train,
             data.x_test,
             data.y_test,
-            config,
+            random_config if name == "random" else config,
             torch.Generator().manual_seed(seed + 1),
             quiet=quiet,
         )

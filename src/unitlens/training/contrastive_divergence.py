@@ -15,24 +15,33 @@ scikit-learn's BernoulliRBM does).
 Speed: one CD-1 update costs 10·V·H multiply-adds per example (three matrix products for the chain, four
 halves of the two weight-gradient products). The two gradient products are one GEMM here: the positive and
 negative rows are stacked, the negative hidden rows negated, so ``[h⁺; -h⁻]ᵀ [v⁺; v⁻]`` is the gradient, and
-``addmm_`` folds it into the momentum buffer (beta = momentum) without a temporary. The bias gradients are
-the same stacks summed over rows (a matrix-vector product). Buffers are allocated once per batch size and
-reused through ``out=``; uniform draws go into a buffer and are compared with the probabilities in place.
+``sgd_step`` folds it into the momentum buffer (``addmm_`` with beta = momentum) without a temporary. The bias
+gradients are the same stacks summed over rows (a matrix-vector product). Buffers are allocated once per batch
+size and reused through ``out=``; uniform draws go into a buffer and are compared with the probabilities in
+place (:func:`~unitlens.models.sampling.sample_bernoulli`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor
 
 from unitlens.errors import UnitlensError
 from unitlens.models.rbm import RBM
-from unitlens.training.sgd import SGDConfig, check_sparsity, sgd_step, sparsity_pull
+from unitlens.models.sampling import sample_bernoulli
+from unitlens.training.sgd import LayerTrainer, SGDConfig, sparsity_pull
 
-_STATE_KEYS = ("weight_velocity", "hidden_bias_velocity", "visible_bias_velocity", "chain", "examples_seen")
+# Velocity keys of the trainer state before the layer trainers shared one state format.
+_LEGACY_KEYS = {
+    "weight_velocity": "velocity.weight",
+    "hidden_bias_velocity": "velocity.hidden_bias",
+    "visible_bias_velocity": "velocity.visible_bias",
+}
 
 
-class CDTrainer:
+class CDTrainer(LayerTrainer):
     """Trains ``rbm`` in place with CD-k or persistent CD and SGD with momentum (see :mod:`.sgd`).
 
     Args:
@@ -43,13 +52,20 @@ class CDTrainer:
         persistent: keep the negative chain across updates (PCD). The chains are initialised from the hidden
             sample of the first batch; their number stays that batch's size.
         sparsity_cost: beta of a sparsity penalty beta * KL(target || q_j) on each hidden unit's mean
-            activation q_j over the batch (Lee, Ekanadham & Ng 2008); 0 turns it off. On whitened patches it
-            turns a Gaussian RBM's noisy filters into localized, oriented ones.
+            activation q_j over the batch (Lee, Ekanadham & Ng 2008); 0 turns it off. Its gradient is a plain
+            step after the momentum update. On whitened patches it turns a Gaussian RBM's noisy filters into
+            localized, oriented ones.
         sparsity_target: the target mean activation rho of that penalty.
 
     Attributes:
+        velocities: the momentum buffers by parameter name (state keys ``velocity.<name>``).
         examples_seen: training examples consumed so far; drives the schedule and the momentum warm-up.
+        chain: (n_chains, H) binary hidden states of the persistent chain; None until the first batch, and
+            without PCD (state key ``chain``, of shape (0, H) when there is none).
     """
+
+    what = "CD trainer"
+    extra_state_keys = ("chain",)
 
     def __init__(
         self,
@@ -62,19 +78,13 @@ class CDTrainer:
         sparsity_cost: float = 0.0,
         sparsity_target: float = 0.05,
     ) -> None:
-        check_sparsity(sparsity_cost, sparsity_target)
-        self.sparsity_cost, self.sparsity_target = sparsity_cost, sparsity_target
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise UnitlensError(f"CD k (Gibbs steps) must be an integer >= 1, got {k!r}")
-        if total_examples < 1:
-            raise UnitlensError(f"total_examples must be >= 1, got {total_examples}")
-        self.rbm, self.sgd, self.total_examples = rbm, sgd, total_examples
+        super().__init__(
+            rbm, sgd, total_examples, sparsity_cost=sparsity_cost, sparsity_target=sparsity_target
+        )
+        self.rbm = rbm
         self.k, self.persistent = k, persistent
-        self.examples_seen = 0
-        self.weight_velocity = torch.zeros_like(rbm.weight, requires_grad=False)
-        self.hidden_bias_velocity = torch.zeros_like(rbm.hidden_bias, requires_grad=False)
-        self.visible_bias_velocity = torch.zeros_like(rbm.visible_bias, requires_grad=False)
-        # Persistent chain: (n_chains, H) binary hidden states, None until the first batch.
         self.chain: Tensor | None = None
         self._shape: tuple[int, int] = (-1, -1)  # (batch, chains) the buffers are sized for
 
@@ -91,7 +101,7 @@ class CDTrainer:
         self._hid = W.new_empty(batch + chains, H)
         self._vis = W.new_empty(batch + chains, V)
         self._hsample = W.new_empty(chains, H)  # uniform draws, then hidden samples
-        self._vtemp = W.new_empty(max(batch, chains), V)  # visible noise / reconstruction
+        self._vtemp = W.new_empty(max(batch, chains), V)  # PCD visible probabilities or noise; reconstruction
         # Row weights turning the stacks into bias gradients: +1/B for the data, -1/N for the chain rows.
         self._hid_weights = W.new_full((batch + chains,), 1.0 / batch)
         self._vis_weights = W.new_full((batch + chains,), 1.0 / batch)
@@ -123,7 +133,9 @@ class CDTrainer:
         v0 = v0.to(W)
         batch = v0.shape[0]
         if self.persistent and self.chain is None:
-            self.chain = _sample_into(W.new_empty(batch, rbm.n_hidden), rbm.hidden_probs(v0), generator)
+            self.chain = sample_bernoulli(
+                rbm.hidden_probs(v0), generator, out=W.new_empty(batch, rbm.n_hidden)
+            )
         chains = self.chain.shape[0] if self.chain is not None else batch
         self._buffers(batch, chains)
         hid, vis = self._hid, self._vis
@@ -137,50 +149,41 @@ class CDTrainer:
 
         if self.chain is None:
             # CD-k from the data: sample h, take visible means, repeat; hidden probabilities at the end.
-            h = _sample_into(self._hsample, h_pos, generator)
+            h = sample_bernoulli(h_pos, generator, out=self._hsample)
             for step in range(self.k):
                 torch.addmm(c, h, W, out=v_neg)
                 if bernoulli:
                     v_neg.sigmoid_()
                 torch.addmm(b, v_neg, W.t(), out=h_neg).sigmoid_()
                 if step + 1 < self.k:
-                    h = _sample_into(self._hsample, h_neg, generator)
+                    h = sample_bernoulli(h_neg, generator, out=self._hsample)
             error = _squared_error(v0, v_neg, self._vtemp[:batch])
         else:
             # Persistent chain: a real Gibbs chain, so the visible units are sampled as well.
             for _ in range(self.k):
-                torch.addmm(c, self.chain, W, out=v_neg)
-                noise = self._vtemp[:chains]
+                work = self._vtemp[:chains]
                 if bernoulli:
-                    v_neg.sigmoid_()
-                    torch.rand(noise.shape, generator=generator, out=noise)
-                    torch.lt(noise, v_neg, out=v_neg)
+                    # Probabilities in the work buffer, the sample (uniforms first) in the negative rows.
+                    probs = torch.addmm(c, self.chain, W, out=work).sigmoid_()
+                    sample_bernoulli(probs, generator, out=v_neg)
                 else:
-                    torch.randn(noise.shape, generator=generator, out=noise)
-                    v_neg.add_(noise)
+                    torch.addmm(c, self.chain, W, out=v_neg)
+                    v_neg.add_(torch.randn(work.shape, generator=generator, out=work))
                 torch.addmm(b, v_neg, W.t(), out=h_neg).sigmoid_()
-                _sample_into(self.chain, h_neg, generator)
+                sample_bernoulli(h_neg, generator, out=self.chain)
             recon = torch.addmm(c, h_pos, W, out=self._vtemp[:batch])
             if bernoulli:
                 recon.sigmoid_()
             error = _squared_error(v0, recon, recon)
 
-        # Negative rows carry the sign (and 1/N vs 1/B when the chain count differs from the batch size).
+        # Negative rows carry the sign (and 1/N vs 1/B when the chain count differs from the batch size): the
+        # weight ascent (h⁺ᵀv⁺ - h⁻ᵀv⁻)/B is the factor pair ([h⁺; -h⁻], [v⁺; v⁻]) times 1/B.
         h_neg.mul_(-batch / chains)
-        lr = self.sgd.learning_rate_at(self.examples_seen, self.total_examples)
-        momentum = self.sgd.momentum_at(self.examples_seen)
-        # velocity <- momentum·velocity + (h⁺ᵀv⁺ - h⁻ᵀv⁻)/B - decay·W;  W <- W + lr·velocity  (= sgd_step).
-        self.weight_velocity.addmm_(hid.t(), vis, beta=momentum, alpha=1.0 / batch)
-        if self.sgd.weight_decay:
-            self.weight_velocity.add_(W, alpha=-self.sgd.weight_decay)
-        W.add_(self.weight_velocity, alpha=lr)
         torch.mv(hid.t(), self._hid_weights, out=self._hid_grad)
         torch.mv(vis.t(), self._vis_weights, out=self._vis_grad)
-        sgd_step(b, self._hid_grad, self.hidden_bias_velocity, lr, momentum)
-        sgd_step(c, self._vis_grad, self.visible_bias_velocity, lr, momentum)
+        lr = self._update((hid, vis), self._hid_grad, self._vis_grad, batch, weight_scale=1.0 / batch)
         if self.sparsity_cost:
             self._sparsity_step(v0, h_pos, lr)
-        self.examples_seen += batch
         return error
 
     def _sparsity_step(self, v0: Tensor, h_pos: Tensor, lr: float) -> None:
@@ -195,36 +198,12 @@ class CDTrainer:
 
     # ------------------------------------------------------------------ resume
 
-    def state_dict(self) -> dict[str, Tensor]:
-        """Copies of everything an exact resume needs besides the RBM's own ``state_dict`` and the generator:
-        the three momentum buffers, the persistent chain ((0, H) when there is none) and ``examples_seen``."""
+    def _extra_state(self) -> dict[str, Tensor]:
         H = self.rbm.n_hidden
         chain = self.chain if self.chain is not None else self.rbm.hidden_bias.new_empty(0, H)
-        return {
-            "weight_velocity": self.weight_velocity.clone(),
-            "hidden_bias_velocity": self.hidden_bias_velocity.clone(),
-            "visible_bias_velocity": self.visible_bias_velocity.clone(),
-            "chain": chain.detach().clone(),
-            "examples_seen": torch.tensor(self.examples_seen, dtype=torch.int64),
-        }
+        return {"chain": chain.detach().clone()}
 
-    def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        """Restore a :meth:`state_dict` of a trainer for an RBM of the same shape.
-
-        Raises:
-            UnitlensError: keys or shapes do not match this trainer.
-        """
-        missing = [key for key in _STATE_KEYS if key not in state]
-        if missing:
-            raise UnitlensError(f"CD trainer state is missing {missing}")
-        for key in ("weight_velocity", "hidden_bias_velocity", "visible_bias_velocity"):
-            own = getattr(self, key)
-            if state[key].shape != own.shape:
-                raise UnitlensError(
-                    f"CD trainer state {key!r} has shape {tuple(state[key].shape)}, "
-                    f"expected {tuple(own.shape)}"
-                )
-            own.copy_(state[key])
+    def _load_extra_state(self, state: Mapping[str, Tensor]) -> None:
         chain = state["chain"]
         if chain.ndim != 2 or chain.shape[1] != self.rbm.n_hidden:
             raise UnitlensError(
@@ -236,13 +215,15 @@ class CDTrainer:
                 "CD trainer state holds a persistent chain, but this trainer is not persistent"
             )
         self.chain = chain.to(self.rbm.weight).clone() if chain.shape[0] else None
-        self.examples_seen = int(state["examples_seen"])
 
+    def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
+        """Restore a :meth:`state_dict`, or one saved before the layer trainers shared their key names (its
+        velocities under ``weight_velocity``, ``hidden_bias_velocity`` and ``visible_bias_velocity``).
 
-def _sample_into(out: Tensor, probs: Tensor, generator: torch.Generator) -> Tensor:
-    """Fill ``out`` with a {0, 1} sample of ``probs`` (same shape): uniform draws compared in place."""
-    torch.rand(out.shape, generator=generator, out=out)
-    return torch.lt(out, probs, out=out)
+        Raises:
+            UnitlensError: keys or shapes do not match this trainer (nothing is changed then).
+        """
+        super().load_state_dict({_LEGACY_KEYS.get(key, key): value for key, value in state.items()})
 
 
 def _squared_error(x: Tensor, y: Tensor, work: Tensor) -> float:

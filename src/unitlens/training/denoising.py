@@ -23,26 +23,28 @@ from torch import Tensor
 
 from unitlens.errors import UnitlensError
 from unitlens.models.dae import DAE, corrupt_into
-from unitlens.training.sgd import SGDConfig, check_sparsity, sgd_step, sparsity_pull
-
-_PARAMETERS = ("weight", "hidden_bias", "visible_bias")
+from unitlens.training.sgd import LayerTrainer, SGDConfig, sparsity_pull
 
 
-class DenoisingTrainer:
+class DenoisingTrainer(LayerTrainer):
     """Trains one DAE by minibatch SGD on corrupted inputs.
 
     Args:
         dae: the model, updated in place.
         sgd: learning rate, schedule, momentum and weight decay (on the weights only).
         total_examples: the training budget in examples, which the ``linear`` schedule decays over.
-        sparsity_cost: beta of the sparsity penalty on the hidden units (0: off, the plain DAE). On MNIST
-            it turns the single-pixel and noise filters of a salt-and-pepper DAE into strokes (see
-            ``config.MnistSettings``).
+        sparsity_cost: beta of the sparsity penalty on the hidden units (0: off, the plain DAE). Its
+            gradient joins delta_h, so it goes through the momentum update with the rest. On MNIST it turns
+            the single-pixel and noise filters of a salt-and-pepper DAE into strokes (see
+            docs/decisions.md).
         sparsity_target: its target mean activation rho.
 
     Attributes:
+        velocities: the momentum buffers by parameter name (state keys ``velocity.<name>``).
         examples_seen: examples trained on so far (drives the schedule and the momentum warm-up).
     """
+
+    what = "denoising trainer"
 
     def __init__(
         self,
@@ -53,13 +55,10 @@ class DenoisingTrainer:
         sparsity_cost: float = 0.0,
         sparsity_target: float = 0.05,
     ) -> None:
-        if not isinstance(total_examples, int) or total_examples < 1:
-            raise UnitlensError(f"total_examples must be a positive integer, got {total_examples!r}")
-        check_sparsity(sparsity_cost, sparsity_target)
-        self.dae, self.sgd, self.total_examples = dae, sgd, total_examples
-        self.sparsity_cost, self.sparsity_target = sparsity_cost, sparsity_target
-        self.examples_seen = 0
-        self.velocities = {name: torch.zeros_like(getattr(dae, name)) for name in _PARAMETERS}
+        super().__init__(
+            dae, sgd, total_examples, sparsity_cost=sparsity_cost, sparsity_target=sparsity_target
+        )
+        self.dae = dae
         # Work buffers for one batch size, (2B, H) for [h; delta_h] and (2B, V) for [delta_o; x~].
         self._codes = torch.empty(0)
         self._inputs = torch.empty(0)
@@ -117,41 +116,7 @@ class DenoisingTrainer:
             delta_h.add_(sparsity_pull(h, self.sparsity_target, self.sparsity_cost))
         delta_h.mul_(h).mul_(1.0 - h)
 
-        lr = self.sgd.learning_rate_at(self.examples_seen, self.total_examples)
-        momentum = self.sgd.momentum_at(self.examples_seen)
-        # sgd_step for the weights, with its ascent computed inside the momentum update:
-        # velocity <- momentum * velocity + [h; delta_h]^T [delta_o; x~] saves writing and re-reading an
-        # (H, V) gradient.
-        v_w = self.velocities["weight"]
-        v_w.addmm_(codes.t(), inputs, beta=momentum)
-        if self.sgd.weight_decay:
-            v_w.add_(W, alpha=-self.sgd.weight_decay)
-        W.add_(v_w, alpha=lr)
-        sgd_step(b, delta_h.sum(dim=0), self.velocities["hidden_bias"], lr, momentum)
-        sgd_step(c, delta_o.sum(dim=0), self.velocities["visible_bias"], lr, momentum)
-        self.examples_seen += batch
+        # The weight ascent [h; delta_h]^T [delta_o; x~] is folded into the momentum buffer by sgd_step,
+        # which saves writing and re-reading an (H, V) gradient.
+        self._update((codes, inputs), delta_h.sum(dim=0), delta_o.sum(dim=0), batch)
         return loss
-
-    def state_dict(self) -> dict[str, Tensor]:
-        """Everything besides the model needed to resume exactly: velocities and ``examples_seen``."""
-        state = {f"velocity.{name}": v.clone() for name, v in self.velocities.items()}
-        state["examples_seen"] = torch.tensor(self.examples_seen, dtype=torch.int64)
-        return state
-
-    def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        """Restore what :meth:`state_dict` saved; shapes must match this trainer's model."""
-        expected = {f"velocity.{name}" for name in _PARAMETERS} | {"examples_seen"}
-        if set(state) != expected:
-            raise UnitlensError(
-                f"denoising trainer state has keys {sorted(state)}, expected {sorted(expected)}"
-            )
-        for name, v in self.velocities.items():
-            saved = state[f"velocity.{name}"]
-            if saved.shape != v.shape:
-                raise UnitlensError(
-                    f"denoising trainer state 'velocity.{name}' has shape {tuple(saved.shape)}, "
-                    f"expected {tuple(v.shape)}"
-                )
-        for name, v in self.velocities.items():
-            v.copy_(state[f"velocity.{name}"])
-        self.examples_seen = int(state["examples_seen"])

@@ -25,7 +25,7 @@ class FinetuneConfig:
             hidden layers' unless ``hidden_learning_rate`` is set).
         hidden_learning_rate: the step size of the pre-trained hidden layers (None: ``learning_rate``). A
             smaller one keeps the features close to what pre-training found while the randomly started
-            output layer learns fast; see ``config.FinetuneSettings`` for what it changed on MNIST.
+            output layer learns fast; docs/decisions.md says what it changed on MNIST.
         momentum: SGD momentum.
         batch_size: examples per step (small batches generalise better on 4,000 digits).
         weight_decay: L2 penalty on all parameters.

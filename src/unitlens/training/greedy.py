@@ -24,9 +24,7 @@ from unitlens.progress import Progress
 from unitlens.training.contrastive_divergence import CDTrainer
 from unitlens.training.denoising import DenoisingTrainer
 from unitlens.training.likelihood import ais_log_partition, log_likelihood, pseudo_log_likelihood
-from unitlens.training.sgd import SGDConfig
-
-Trainer = CDTrainer | DenoisingTrainer
+from unitlens.training.sgd import LayerTrainer, SGDConfig
 
 
 @dataclass(frozen=True)
@@ -49,9 +47,7 @@ class LayerwiseConfig:
         sparsity_cost: the sparsity penalty on every layer's hidden units (see ``CDTrainer`` and
             ``DenoisingTrainer``); 0 is off.
         sparsity_target: the target mean activation, one per layer bottom first like ``sgd`` (the last
-            serves every layer above). On patches a target of 0.02 gave Gabor-like first-layer filters, but
-            upper layers held to it had AM optima that differed between restarts (median agreement 0.73
-            at layer 2); 0.1 above the first layer gave 1.000.
+            serves every layer above); why the patch DBN's upper layers get their own: docs/decisions.md.
     """
 
     examples_per_layer: int
@@ -129,7 +125,7 @@ class LayerwiseState:
 
 def make_trainer(
     layer: torch.nn.Module, sgd: SGDConfig, total_examples: int, config: LayerwiseConfig, index: int = 1
-) -> Trainer:
+) -> LayerTrainer:
     """The trainer for layer ``index`` (1-based): CD for an RBM, the denoising criterion for a DAE."""
     if isinstance(layer, RBM):
         return CDTrainer(

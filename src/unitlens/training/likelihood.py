@@ -21,6 +21,7 @@ from torch import Tensor
 
 from unitlens.errors import UnitlensError
 from unitlens.models.rbm import RBM
+from unitlens.models.sampling import sample_bernoulli
 
 MAX_ENUMERATED_UNITS = 24
 BETA_SCHEDULES = ("piecewise", "linear")
@@ -209,10 +210,8 @@ def ais_log_partition(
 
 
 def _sample_bernoulli_logits(out: Tensor, logits: Tensor, generator: torch.Generator) -> None:
-    """Fill ``out`` with {0, 1} samples of sigmoid(logits) (``logits`` may be overwritten)."""
-    probs = torch.sigmoid(logits)
-    torch.rand(out.shape, generator=generator, out=out)
-    torch.lt(out, probs, out=out)
+    """Fill ``out`` with {0, 1} samples of sigmoid(logits), with the package's one sampler."""
+    sample_bernoulli(torch.sigmoid(logits), generator, out=out)
 
 
 @torch.no_grad()

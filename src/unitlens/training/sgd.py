@@ -1,17 +1,22 @@
-"""Stochastic gradient steps with momentum, weight decay and a learning-rate schedule.
+"""Stochastic gradient steps with momentum, weight decay and a learning-rate schedule; the layer trainer base.
 
-The layer trainers (contrastive divergence, denoising) compute their own gradients without autograd
-for speed, then hand them to :func:`sgd_step`.
+The layer trainers (contrastive divergence, denoising) compute their own gradients without autograd for
+speed. Both derive from :class:`LayerTrainer`, the protocol the greedy loop drives: ``step(x, generator)``
+on a batch, ``state_dict()`` / ``load_state_dict()`` with the same key names, the same sparsity settings,
+and one momentum update, :func:`sgd_step`, for all three parameters of a layer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from unitlens.errors import UnitlensError
+from unitlens.models.stack import SigmoidLayer
 
 SCHEDULES = ("constant", "linear", "inverse_time")
 
@@ -73,22 +78,31 @@ class SGDConfig:
 @torch.no_grad()
 def sgd_step(
     param: Tensor,
-    ascent: Tensor,
+    ascent: Tensor | tuple[Tensor, Tensor],
     velocity: Tensor,
     learning_rate: float,
     momentum: float,
     weight_decay: float = 0.0,
+    *,
+    scale: float = 1.0,
 ) -> None:
     """One momentum step, in place, in the direction ``ascent`` (the negative gradient).
 
-    velocity <- momentum * velocity + (ascent - weight_decay * param);  param <- param + lr * velocity.
+    velocity <- momentum * velocity + scale * ascent - weight_decay * param;  param <- param + lr * velocity.
 
     Args:
         param: the parameter, updated in place.
-        ascent: same shape as ``param``; the batch-averaged direction that lowers the loss.
-        velocity: same shape; the momentum buffer, updated in place.
+        ascent: the batch-averaged direction that lowers the loss: a tensor of ``param``'s shape, or a pair
+            (A, B) of (n, H) and (n, V) factors of an (H, V) direction Aᵀ B, which ``addmm_`` folds into the
+            momentum buffer without writing (and re-reading) the (H, V) product.
+        velocity: ``param``'s shape; the momentum buffer, updated in place.
+        scale: multiplies ``ascent`` (e.g. 1 / batch when the factors hold sums over the batch).
     """
-    velocity.mul_(momentum).add_(ascent)
+    if isinstance(ascent, tuple):
+        a, b = ascent
+        velocity.addmm_(a.t(), b, beta=momentum, alpha=scale)
+    else:
+        velocity.mul_(momentum).add_(ascent, alpha=scale)
     if weight_decay:
         velocity.add_(param, alpha=-weight_decay)
     param.add_(velocity, alpha=learning_rate)
@@ -112,3 +126,142 @@ def sparsity_pull(h: Tensor, target: float, cost: float) -> Tensor:
     """
     q = h.mean(dim=0).clamp_(1e-4, 1 - 1e-4)
     return (target / q - (1 - target) / (1 - q)).mul_(cost / h.shape[0])
+
+
+# The parameters every layer trainer updates, with their momentum buffers stored as ``velocity.<name>``.
+PARAMETERS = ("weight", "hidden_bias", "visible_bias")
+
+
+class LayerTrainer:
+    """Momentum SGD on one sigmoid layer (an RBM or a DAE): what the greedy layer-wise loop drives.
+
+    A subclass computes the batch's ascent directions in :meth:`step` and hands them to :meth:`_update`,
+    which applies the schedule, the momentum warm-up and weight decay (weights only, not biases) with
+    :func:`sgd_step`. The resumable state has the same keys for every trainer: ``velocity.weight`` (H, V),
+    ``velocity.hidden_bias`` (H,), ``velocity.visible_bias`` (V,) and ``examples_seen`` (a 0-d int64),
+    plus the subclass's ``extra_state_keys``.
+
+    Args:
+        layer: the model, updated in place (no autograd).
+        sgd: learning rate, schedule, momentum warm-up and weight decay.
+        total_examples: the training length in examples, for the learning-rate schedule.
+        sparsity_cost: beta of a sparsity penalty beta * KL(target || q_j) on each hidden unit's mean
+            activation q_j over the batch (Lee, Ekanadham & Ng 2008); 0 turns it off. Each subclass says
+            where the penalty's gradient enters its update.
+        sparsity_target: the target mean activation rho of that penalty, in (0, 1).
+
+    Attributes:
+        velocities: the momentum buffers by parameter name.
+        examples_seen: training examples consumed so far; drives the schedule and the momentum warm-up.
+    """
+
+    # Names the trainer in error messages.
+    what: ClassVar[str] = "layer trainer"
+    # State keys a subclass stores besides the velocities and examples_seen.
+    extra_state_keys: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self,
+        layer: SigmoidLayer,
+        sgd: SGDConfig,
+        total_examples: int,
+        *,
+        sparsity_cost: float = 0.0,
+        sparsity_target: float = 0.05,
+    ) -> None:
+        if isinstance(total_examples, bool) or not isinstance(total_examples, int) or total_examples < 1:
+            raise UnitlensError(f"total_examples must be a positive integer, got {total_examples!r}")
+        check_sparsity(sparsity_cost, sparsity_target)
+        self.layer, self.sgd, self.total_examples = layer, sgd, total_examples
+        self.sparsity_cost, self.sparsity_target = sparsity_cost, sparsity_target
+        self.examples_seen = 0
+        self.velocities = {name: torch.zeros_like(getattr(layer, name)) for name in PARAMETERS}
+
+    def step(self, x: Tensor, generator: torch.Generator) -> float:
+        """One parameter update on the batch ``x`` (batch, V); returns the batch's training loss."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def _update(
+        self,
+        weight_ascent: Tensor | tuple[Tensor, Tensor],
+        hidden_ascent: Tensor,
+        visible_ascent: Tensor,
+        batch: int,
+        *,
+        weight_scale: float = 1.0,
+    ) -> float:
+        """The momentum step of all three parameters (:func:`sgd_step`); then ``batch`` more examples seen.
+
+        Args:
+            weight_ascent: (H, V), or its factors; multiplied by ``weight_scale``.
+            hidden_ascent: (H,).
+            visible_ascent: (V,).
+
+        Returns:
+            The learning rate used.
+        """
+        layer, velocities = self.layer, self.velocities
+        lr = self.sgd.learning_rate_at(self.examples_seen, self.total_examples)
+        momentum = self.sgd.momentum_at(self.examples_seen)
+        sgd_step(
+            layer.weight,
+            weight_ascent,
+            velocities["weight"],
+            lr,
+            momentum,
+            self.sgd.weight_decay,
+            scale=weight_scale,
+        )
+        sgd_step(layer.hidden_bias, hidden_ascent, velocities["hidden_bias"], lr, momentum)
+        sgd_step(layer.visible_bias, visible_ascent, velocities["visible_bias"], lr, momentum)
+        self.examples_seen += batch
+        return lr
+
+    # ------------------------------------------------------------------ resume
+
+    def _extra_state(self) -> dict[str, Tensor]:
+        """Copies of the subclass's state under ``extra_state_keys``."""
+        return {}
+
+    def _load_extra_state(self, state: Mapping[str, Tensor]) -> None:
+        """Validate, then restore, the subclass's keys of ``state``; change nothing if it raises."""
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """Copies of everything an exact resume needs besides the layer's own ``state_dict`` and the
+        generator: the momentum buffers, ``examples_seen`` and the subclass's extra state."""
+        state = {f"velocity.{name}": v.clone() for name, v in self.velocities.items()}
+        state["examples_seen"] = torch.tensor(self.examples_seen, dtype=torch.int64)
+        state.update(self._extra_state())
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
+        """Restore a :meth:`state_dict` of a trainer of the same kind, for a layer of the same shape.
+
+        Raises:
+            UnitlensError: keys or shapes do not match this trainer (nothing is changed then).
+        """
+        expected = {f"velocity.{name}" for name in PARAMETERS} | {"examples_seen", *self.extra_state_keys}
+        missing, unknown = sorted(expected - set(state)), sorted(set(state) - expected)
+        if missing or unknown:
+            raise UnitlensError(
+                f"{self.what} state has keys {sorted(state)}: missing {missing}, unknown {unknown}; expected "
+                f"{sorted(expected)}. It was saved by another kind of trainer or another unitlens version: "
+                "delete the in-progress checkpoint to train the layer afresh"
+            )
+        for name, own in self.velocities.items():
+            saved = state[f"velocity.{name}"]
+            if saved.shape != own.shape:
+                raise UnitlensError(
+                    f"{self.what} state 'velocity.{name}' has shape {tuple(saved.shape)}, "
+                    f"expected {tuple(own.shape)}"
+                )
+        if state["examples_seen"].numel() != 1:
+            raise UnitlensError(
+                f"{self.what} state 'examples_seen' must hold one count, got shape "
+                f"{tuple(state['examples_seen'].shape)}"
+            )
+        self._load_extra_state(state)
+        for name, own in self.velocities.items():
+            own.copy_(state[f"velocity.{name}"])
+        self.examples_seen = int(state["examples_seen"])

@@ -16,7 +16,8 @@ ends with RBM 1's visible means); for a Gaussian-visible RBM the chain's visible
 
 All requested units' chains run together as one batch of B = U x chains_per_unit chains: each Gibbs step is
 two (B, n) x (n, m) matrix products, with preallocated buffers and uniform draws compared with the
-probabilities (about 4x faster than ``torch.bernoulli`` on CPU). Only a DBN can be sampled: an SDAE defines no
+probabilities (:func:`~unitlens.models.sampling.sample_bernoulli`, about 4x faster than ``torch.bernoulli`` on
+CPU). Only a DBN can be sampled: an SDAE defines no
 distribution over its inputs.
 """
 
@@ -30,6 +31,7 @@ from torch import Tensor
 from unitlens.errors import UnitlensError
 from unitlens.models.dbn import DBN
 from unitlens.models.rbm import RBM
+from unitlens.models.sampling import sample_bernoulli
 from unitlens.models.stack import LayerStack
 from unitlens.progress import Progress
 from unitlens.visualize.filters import Units, unit_indices
@@ -82,14 +84,11 @@ class ClampedChains:
         self._clamped = clamped.to(device=self._W.device, dtype=torch.int64)
         self.visible = torch.zeros(n_chains, n_visible, dtype=dtype, device=device)
         if start == "bernoulli":
-            torch.rand(self.visible.shape, generator=generator, out=self.visible)
-            torch.lt(self.visible, 0.5, out=self.visible)
+            sample_bernoulli(0.5, generator, out=self.visible)
         self.hidden = torch.zeros(n_chains, n_hidden, dtype=dtype, device=device)
         self.hidden[self._rows, self._clamped] = 1.0
         self.visible_mean = torch.zeros(n_chains, n_visible, dtype=dtype, device=device)
         self._hidden_probs = torch.empty(n_chains, n_hidden, dtype=dtype, device=device)
-        self._u_hidden = torch.empty(n_chains, n_hidden, dtype=dtype, device=device)
-        self._u_visible = torch.empty(n_chains, n_visible, dtype=dtype, device=device)
         self._clamped_on = torch.zeros(n_chains, dtype=dtype, device=device)
         self.steps = 0
 
@@ -97,11 +96,10 @@ class ClampedChains:
     def run(self, n_steps: int, progress: Progress | None = None) -> None:
         """Run ``n_steps`` block Gibbs steps on every chain."""
         for _ in range(n_steps):
-            # h ~ p(h | v): two buffers, one GEMM, one uniform draw.
+            # h ~ p(h | v): one GEMM, one uniform draw (into the state buffer, compared in place).
             torch.addmm(self._b, self.visible, self._W.t(), out=self._hidden_probs)
             torch.sigmoid(self._hidden_probs, out=self._hidden_probs)
-            torch.rand(self._u_hidden.shape, generator=self.generator, out=self._u_hidden)
-            torch.lt(self._u_hidden, self._hidden_probs, out=self.hidden)
+            sample_bernoulli(self._hidden_probs, self.generator, out=self.hidden)
             self.hidden[self._rows, self._clamped] = 1.0
             # Read the clamp back from the state the next half-step uses: the check reported to the user.
             self._clamped_on += self.hidden[self._rows, self._clamped]
@@ -112,8 +110,7 @@ class ClampedChains:
                 self.visible.add_(self.visible_mean)
             else:
                 torch.sigmoid(self.visible_mean, out=self.visible_mean)
-                torch.rand(self._u_visible.shape, generator=self.generator, out=self._u_visible)
-                torch.lt(self._u_visible, self.visible_mean, out=self.visible)
+                sample_bernoulli(self.visible_mean, self.generator, out=self.visible)
             self.steps += 1
             if progress is not None:
                 progress.update()

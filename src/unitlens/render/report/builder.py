@@ -1,7 +1,9 @@
 """Build the browsable static report of a run folder (paper sections 6 and 7).
 
-``write_report(RUN)`` reads ``RUN/run.json``, ``RUN/results/*.npz`` (+ their ``.json`` summaries),
-``RUN/results/claims.json`` and ``RUN/figures/*.png``, and writes into ``RUN/report/``:
+``write_report(RUN)`` reads ``RUN/run.json``, ``RUN/results/*.npz`` with their ``.json`` summaries (through
+``unitlens.results.StackResults.load``, which validates them), ``RUN/results/claims.json`` and the figures
+that ``RUN/figures/manifest.json`` lists (``unitlens.render.figures.read_manifest``), and writes into
+``RUN/report/``:
 
 - ``index.html``: the overview (run facts, figures, the measured claims, per-layer summary tables), drawn
   here in Python so it reads without JavaScript, and the unit explorer's controls;
@@ -24,7 +26,6 @@ import base64
 import html
 import json
 import math
-import re
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -36,14 +37,16 @@ from urllib.parse import quote
 import numpy as np
 
 from unitlens.atomic import write_text
+from unitlens.catalogue import DATASET_LABELS, DATASETS, MODEL_LABELS, MODELS
 from unitlens.errors import UnitlensError
+from unitlens.render.figures import FigureEntry, read_manifest
 from unitlens.render.tiles import tile_images
-from unitlens.results import load_arrays
+from unitlens.results import LayerResults, StackResults
 
 __all__ = [
     "DATA_GLOBAL",
+    "ReportStack",
     "RunContents",
-    "StackResults",
     "data_js",
     "decode_images",
     "encode_images",
@@ -60,14 +63,12 @@ DATA_GLOBAL = "UNITLENS_REPORT_DATA"
 _DATA_PREFIX = f"window.{DATA_GLOBAL} = "
 _ASSETS = ("explorer.js", "style.css")
 
-DATASET_ORDER = ("mnist", "patches", "patches20")
-MODEL_ORDER = ("dbn", "sdae")
-DATASET_LABELS = {"mnist": "MNIST", "patches": "Natural patches 12x12", "patches20": "Natural patches 20x20"}
-MODEL_LABELS = {"dbn": "DBN", "sdae": "SDAE"}
+DATASET_ORDER = DATASETS
+MODEL_ORDER = MODELS
 
-# Image arrays carried to the explorer, in the order panels show them. Shapes (U, d) or (U, k, d).
+# Image fields (unitlens.results.LayerResults) carried to the explorer, in the order panels show them.
+# Shapes (U, d) or (U, k, d).
 IMAGE_KEYS = ("filters", "am_x", "samples", "samples_mean", "lc", "exemplars")
-REQUIRED_KEYS = ("units", "am_x", "am_activation", "am_best")
 # Per-unit numbers carried to the explorer: float arrays (U,) or (U, k), and integer ones.
 FLOAT_KEYS = (
     "am_activation",
@@ -78,19 +79,6 @@ FLOAT_KEYS = (
     "samples_vs_am",
 )
 INT_KEYS = ("units", "am_best", "am_steps", "am_converged", "flat", "dead")
-
-_FIGURE_CAPTIONS = {
-    "figure1": "Figure 1: layer-1 filters and the AM optima of layers 2 and 3, DBN and SDAE",
-    "figure2": "Figure 2: the same for natural image patches",
-    "figure3": "Figure 3: samples of DBN layer-2 units, clamped on (one row per unit)",
-    "figure4": "Figure 4: DBN layer 2, mean of clamped samples | linear combination | AM",
-    "finetune_sweep": (
-        "Fine-tuning sweep (claim 7): median cosine of the AM images before/after fine-tuning, and held-out "
-        "error, against the pre-trained layers' learning rate; the claim's verdict depends on this rate and "
-        "is judged at the marked one"
-    ),
-}
-_DATASET_WORDS = {"mnist": "MNIST", "patches": "12x12 patches", "patches20": "20x20 patches"}
 
 # verdict -> (CSS class, mark, words): the mark and the words tell the states apart without colour.
 _VERDICTS = {
@@ -109,30 +97,25 @@ def _verdict_of(claim: dict[str, Any]) -> str:
 
 
 @dataclass(frozen=True)
-class StackResults:
-    """One trained stack's results: ``results/{dataset}-{model}.npz`` and its summary ``.json``.
+class ReportStack:
+    """One trained stack in the report: ``results/{dataset}-{model}.npz`` and its summary ``.json``.
 
     Attributes:
         name: the file stem, ``{dataset}-{model}``.
         dataset, model: the stem split at its last hyphen (model ``""`` when there is none).
-        arrays: the ``.npz`` contents (see ``unitlens.results``).
-        layers: the layer numbers found in ``arrays``, ascending.
-        summaries: per-layer summary dicts keyed by layer number (empty without a ``.json``).
-        path: the ``.npz`` file, for error messages.
+        results: the validated results (``unitlens.results.StackResults``), summary included when present.
+        path: the ``.npz`` file.
     """
 
     name: str
     dataset: str
     model: str
-    arrays: dict[str, np.ndarray]
-    layers: tuple[int, ...]
-    summaries: dict[int, dict[str, Any]]
+    results: StackResults
     path: Path
 
-    def layer(self, j: int) -> dict[str, np.ndarray]:
-        """Arrays of layer ``j`` without their ``layer{j}/`` prefix."""
-        prefix = f"layer{j}/"
-        return {k[len(prefix) :]: v for k, v in self.arrays.items() if k.startswith(prefix)}
+    @property
+    def layers(self) -> tuple[int, ...]:
+        return tuple(self.results.layers)
 
     @property
     def label(self) -> str:
@@ -142,13 +125,16 @@ class StackResults:
 
 @dataclass(frozen=True)
 class RunContents:
-    """What a run folder holds for the report; optional parts are None or empty when absent."""
+    """What a run folder holds for the report; optional parts are None when absent.
+
+    ``figures`` are the entries of ``figures/manifest.json`` (None: no manifest), sorted by file name.
+    """
 
     folder: Path
     run: dict[str, Any] | None
-    stacks: tuple[StackResults, ...]
+    stacks: tuple[ReportStack, ...]
     claims: tuple[dict[str, Any], ...] | None
-    figures: tuple[str, ...]
+    figures: tuple[FigureEntry, ...] | None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -171,75 +157,10 @@ def _order_key(stem: str) -> tuple[int, str, int, str]:
     return d, dataset, m, model
 
 
-def _read_stack(npz: Path) -> StackResults:
+def _read_stack(npz: Path) -> ReportStack:
     stem = npz.stem
     dataset, _, model = stem.rpartition("-") if "-" in stem else (stem, "", "")
-    arrays = load_arrays(npz)
-    if "image_shape" not in arrays:
-        raise UnitlensError(f"{npz}: missing the array 'image_shape' (expected (height, width))")
-    shape = arrays["image_shape"]
-    if shape.shape != (2,) or shape.dtype.kind not in "iu" or (shape < 1).any():
-        raise UnitlensError(f"{npz}: 'image_shape' must be two positive integers, got {shape.tolist()}")
-    layers = sorted({int(m.group(1)) for k in arrays if (m := re.match(r"layer(\d+)/", k))})
-    if not layers:
-        raise UnitlensError(f"{npz}: no layer arrays (expected keys 'layer1/am_x', ...)")
-    d = int(shape[0]) * int(shape[1])
-    for j in layers:
-        _check_layer(
-            npz, j, {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(f"layer{j}/")}, d
-        )
-
-    summaries: dict[int, dict[str, Any]] = {}
-    summary_path = npz.with_suffix(".json")
-    if summary_path.exists():
-        doc = _read_json(summary_path)
-        rows = doc.get("layers") if isinstance(doc, dict) else None
-        if not isinstance(rows, list) or not all(isinstance(r, dict) and "layer" in r for r in rows):
-            raise UnitlensError(
-                f'{summary_path}: expected {{"layers": [{{"layer": 1, ...}}, ...]}} (one summary per layer)'
-            )
-        summaries = {int(r["layer"]): r for r in rows}
-    return StackResults(stem, dataset, model, arrays, tuple(layers), summaries, npz)
-
-
-def _check_layer(npz: Path, j: int, a: dict[str, np.ndarray], d: int) -> None:
-    """Check the shapes the report relies on, naming the file and key on a mismatch."""
-    for key in REQUIRED_KEYS:
-        if key not in a:
-            raise UnitlensError(f"{npz}: missing the array 'layer{j}/{key}'")
-    n_units = a["units"].shape[0]
-    if a["units"].ndim != 1 or n_units == 0:
-        raise UnitlensError(
-            f"{npz}: 'layer{j}/units' must be a non-empty 1-D array, got shape {a['units'].shape}"
-        )
-    for key in IMAGE_KEYS:
-        if key in a:
-            arr = a[key]
-            if arr.ndim not in (2, 3) or arr.shape[0] != n_units or arr.shape[-1] != d:
-                raise UnitlensError(
-                    f"{npz}: 'layer{j}/{key}' has shape {arr.shape}; expected ({n_units}, {d}) or "
-                    f"({n_units}, k, {d}) for {n_units} units of {d} pixels"
-                )
-            if arr.size and not np.isfinite(arr).all():
-                raise UnitlensError(f"{npz}: 'layer{j}/{key}' holds NaN or infinite values")
-    n_restarts = a["am_x"].shape[1] if a["am_x"].ndim == 3 else 1
-    for key in ("am_activation", "am_steps", "am_converged"):
-        if key in a and a[key].shape != (n_units, n_restarts):
-            raise UnitlensError(
-                f"{npz}: 'layer{j}/{key}' has shape {a[key].shape}; expected ({n_units}, {n_restarts})"
-            )
-    best = a["am_best"]
-    if best.shape != (n_units,) or (best < 0).any() or (best >= n_restarts).any():
-        raise UnitlensError(
-            f"{npz}: 'layer{j}/am_best' must hold {n_units} restart indices in 0..{n_restarts - 1}"
-        )
-    if "selectivity" in a:
-        s = a["selectivity"]
-        if s.ndim != 2 or s.shape[0] != s.shape[1] or s.shape[0] > n_units:
-            raise UnitlensError(
-                f"{npz}: 'layer{j}/selectivity' has shape {s.shape}; "
-                f"expected a square (Us, Us) with Us <= {n_units}"
-            )
+    return ReportStack(stem, dataset, model, StackResults.load(npz), npz)
 
 
 def _check_claims(path: Path, doc: Any) -> tuple[dict[str, Any], ...]:
@@ -294,12 +215,8 @@ def read_run(run_dir: str | Path) -> RunContents:
     if claims_path.exists():
         claims = _check_claims(claims_path, _read_json(claims_path))
 
-    figures_dir = folder / "figures"
-    figures = (
-        tuple(sorted(p.name for p in figures_dir.iterdir() if p.is_file() and p.suffix.lower() == ".png"))
-        if figures_dir.is_dir()
-        else ()
-    )
+    entries = read_manifest(folder / "figures")
+    figures = None if entries is None else tuple(sorted(entries, key=lambda e: e.file))
     return RunContents(folder, run, stacks, claims, figures)
 
 
@@ -352,15 +269,14 @@ def _floats(arr: np.ndarray, digits: int = 4) -> Any:
     return np.vectorize(lambda x: _number(x, digits), otypes=[object])(arr.astype(np.float64)).tolist()
 
 
-def _layer_payload(stack: StackResults, j: int) -> dict[str, Any]:
-    a = stack.layer(j)
-    h, w = (int(v) for v in stack.arrays["image_shape"])
-    n_units = int(a["units"].shape[0])
+def _layer_payload(stack: ReportStack, j: int) -> dict[str, Any]:
+    a: LayerResults = stack.results.layers[j]
+    h, w = stack.results.image_shape
     images: dict[str, Any] = {}
     for key in IMAGE_KEYS:
-        if key not in a:
+        arr = getattr(a, key)
+        if arr is None:
             continue
-        arr = a[key]
         per_unit = 1 if arr.ndim == 2 else int(arr.shape[1])
         if per_unit == 0:
             continue
@@ -369,30 +285,32 @@ def _layer_payload(stack: StackResults, j: int) -> dict[str, Any]:
         images[key] = {"per_unit": per_unit, "signed": signed, "data": encode_images(q)}
     numbers: dict[str, Any] = {}
     for key in FLOAT_KEYS:
-        if key in a:
+        if (arr := getattr(a, key)) is not None:
             # Restarts that agree differ in the 5th digit of their activation: keep their spread visible.
-            numbers[key] = _floats(a[key], 7 if key == "am_activation" else 4)
+            numbers[key] = _floats(arr, 7 if key == "am_activation" else 4)
     for key in INT_KEYS:
-        if key in a:
-            numbers[key] = a[key].astype(np.int64).tolist()
+        if (arr := getattr(a, key)) is not None:
+            numbers[key] = arr.astype(np.int64).tolist()
 
+    # The study's threshold for "degenerate" (its summary); without a summary the explorer flags nothing.
+    threshold = _get(stack.results.layer_summary(j) or {}, "degenerate", "threshold")
     out: dict[str, Any] = {
         "layer": j,
-        "n_units": n_units,
-        "n_restarts": int(a["am_x"].shape[1]) if a["am_x"].ndim == 3 else 1,
+        "n_units": a.n_units,
+        "n_restarts": a.n_restarts,
         "images": images,
         "numbers": numbers,
-        "degenerate_threshold": stack.summaries.get(j, {}).get("degenerate", {}).get("threshold", 0.5),
+        "degenerate_threshold": threshold,
     }
-    if "selectivity" in a and a["selectivity"].size:
-        s = np.asarray(a["selectivity"], dtype=np.float64)
+    if a.selectivity.size:
+        s = a.selectivity.astype(np.float64)
         us = s.shape[0]
         diag = np.diag(s).copy()
         others = np.where(np.eye(us, dtype=bool), -np.inf, s)
         # Values are column-normalised activations in [0, 1]: one absolute scale, no per-row stretch.
         # Columns sum to 1, so values are small: one scale for the whole matrix, its maximum, said beside it.
-        top = float(np.nan_to_num(s).max()) or 1.0
-        q = np.rint(np.clip(np.nan_to_num(s) / top, 0.0, 1.0) * 255.0).astype(np.uint8)
+        top = float(s.max()) or 1.0
+        q = np.rint(np.clip(s / top, 0.0, 1.0) * 255.0).astype(np.uint8)
         out["selectivity"] = {
             "n": us,
             "data": encode_images(q),
@@ -409,7 +327,7 @@ def explorer_payload(run: RunContents) -> dict[str, Any]:
     """The JSON-able data the unit explorer reads: every stack's layers, images encoded."""
     stacks = []
     for stack in run.stacks:
-        h, w = (int(v) for v in stack.arrays["image_shape"])
+        h, w = stack.results.image_shape
         stacks.append(
             {
                 "name": stack.name,
@@ -546,55 +464,24 @@ def _claims_section(run: RunContents) -> str:
     return head + summary + '<div class="scroll">' + table + "</div></section>"
 
 
-def _figure_caption(name: str) -> str:
-    stem = name.rsplit(".", 1)[0]
-    if stem in _FIGURE_CAPTIONS:
-        return _FIGURE_CAPTIONS[stem]
-    base, _, suffix = stem.partition("_")
-    caption = _FIGURE_CAPTIONS.get(base)
-    if caption is None:
-        return stem.replace("_", " ")
-    return f"{caption} ({_DATASET_WORDS.get(suffix, suffix)})" if suffix else caption
-
-
 def _figures_section(run: RunContents) -> str:
     head = '<section id="figures" aria-labelledby="figures-h"><h2 id="figures-h">Figures</h2>'
+    if run.figures is None:
+        return (
+            head + '<p class="note">No figures: <code>figures/manifest.json</code> is missing (render them '
+            "with <code>unitlens report RUN</code>).</p></section>"
+        )
     if not run.figures:
         return head + '<p class="note">No figures in <code>figures/</code>.</p></section>'
     items = []
-    for name in run.figures:
-        caption = _figure_caption(name)
+    for entry in run.figures:
+        name, caption = entry.file, entry.caption
         items.append(
-            f'<figure class="paper-figure"><a href="../figures/{quote(name)}">'
+            f'<figure class="paper-figure" data-kind="{_e(entry.kind)}"><a href="../figures/{quote(name)}">'
             f'<img src="../figures/{quote(name)}" alt="{_e(caption)}" loading="eager"></a>'
             f'<figcaption>{_e(caption)} <span class="file">{_e(name)}</span></figcaption></figure>'
         )
     return head + '<div class="figure-grid">' + "".join(items) + "</div></section>"
-
-
-def _median(x: np.ndarray) -> float | None:
-    x = x[np.isfinite(x)]
-    return float(np.median(x)) if x.size else None
-
-
-def _summary_from_arrays(a: dict[str, np.ndarray]) -> dict[str, Any]:
-    """The table's numbers computed from the raw arrays, for a stack whose ``.json`` summary is missing."""
-    out: dict[str, Any] = {"n_units": int(a["units"].shape[0])}
-    if "restart_mean_cosine" in a:
-        c = a["restart_mean_cosine"].astype(np.float64)
-        out["restarts"] = {"median_mean_cosine": _median(c), "fraction_above": float((c > 0.9).mean())}
-    if "energy_concentration" in a:
-        e = a["energy_concentration"].astype(np.float64)
-        out["degenerate"] = {"fraction_flagged": float((e > 0.5).mean())}
-    if "selectivity_margin" in a and a["selectivity_margin"].size:
-        m = a["selectivity_margin"].astype(np.float64)
-        out["selectivity"] = {"median_margin": _median(m), "fraction_diagonal": float((m > 0).mean())}
-    if "flat" in a:
-        out["flat"] = {"n_flagged": int(a["flat"].sum())}
-    for key in ("lc_vs_am", "samples_vs_am"):
-        if key in a:
-            out[key] = {"median": _median(a[key].astype(np.float64))}
-    return out
 
 
 def _get(d: Mapping[str, Any], *path: str) -> Any:
@@ -613,8 +500,8 @@ _LAYER_COLUMNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         ("restarts", "median_mean_cosine"),
     ),
     (
-        "&gt; 0.9",
-        "fraction of units whose restarts agree above the threshold",
+        "&gt; {threshold}",
+        "fraction of units whose restarts agree above the study's cosine threshold",
         ("restarts", "fraction_above"),
     ),
     (
@@ -662,24 +549,40 @@ _LAYER_COLUMNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 )
 
 
+def _threshold_heading(run: RunContents) -> str:
+    """The study's restart-agreement threshold, when every summary used the same one."""
+    found = {
+        t
+        for stack in run.stacks
+        for j in stack.layers
+        if isinstance(t := _get(stack.results.layer_summary(j) or {}, "restarts", "threshold"), int | float)
+    }
+    return f"{found.pop():g}" if len(found) == 1 else "threshold"
+
+
 def _layers_section(run: RunContents) -> str:
+    """One table per stack, a row per layer, every number from the study's summary (``NAME.json``, which
+    holds the figures the study computed with its own thresholds); the report computes none of its own."""
     parts = [
         '<section id="layers" aria-labelledby="layers-h"><h2 id="layers-h">Layers</h2>',
         '<p class="note">Per stack and layer. Hover a column heading for its definition.</p>',
     ]
+    threshold = _threshold_heading(run)
+    heads = "".join(
+        f'<th scope="col" title="{_e(tip)}">{title.format(threshold=_e(threshold))}</th>'
+        for title, tip, _ in _LAYER_COLUMNS
+    )
     for stack in run.stacks:
         rows = []
-        from_arrays = False
         for j in stack.layers:
-            summary = stack.summaries.get(j)
-            if summary is None:
-                summary, from_arrays = _summary_from_arrays(stack.layer(j)), True
+            # Without a summary only the unit count is known: the results hold no per-layer figures.
+            summary = stack.results.layer_summary(j) or {"n_units": stack.results.layers[j].n_units}
             cells = "".join(f"<td>{_e(_fmt(_get(summary, *path)))}</td>" for _, _, path in _LAYER_COLUMNS)
             rows.append(f'<tr><th scope="row">{j}</th>{cells}</tr>')
-        heads = "".join(f'<th scope="col" title="{_e(tip)}">{title}</th>' for title, tip, _ in _LAYER_COLUMNS)
         note = (
-            f' <span class="note">(no <code>{_e(stack.name)}.json</code>: computed from the arrays)</span>'
-            if from_arrays
+            f' <span class="note">(no <code>{_e(stack.name)}.json</code>: the study\'s summary is missing, '
+            "only the unit counts are shown)</span>"
+            if stack.results.summary is None
             else ""
         )
         parts.append(

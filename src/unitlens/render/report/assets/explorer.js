@@ -233,7 +233,9 @@
       ["Mean restart cosine", num.restart_mean_cosine ? fmt(num.restart_mean_cosine[u]) : "—"],
       ["Restart activations", finite.length ? fmtAct(Math.min(...finite)) + " to " + fmtAct(Math.max(...finite)) : "—"],
       ["Energy concentration", fmt(conc),
-        conc !== null && conc > layer.degenerate_threshold ? "(degenerate: energy in a few pixels)" : ""],
+        // The study's threshold, from its summary; null (no summary): no verdict.
+        conc !== null && layer.degenerate_threshold !== null && conc > layer.degenerate_threshold
+          ? "(degenerate: energy in a few pixels)" : ""],
       ["LC vs AM (Pearson)", num.lc_vs_am ? fmt(num.lc_vs_am[u]) : "—"],
       ["Samples vs AM (Pearson)", num.samples_vs_am ? fmt(num.samples_vs_am[u]) : "—"],
     ];

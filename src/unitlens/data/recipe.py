@@ -1,0 +1,28 @@
+"""Rebuild a data set from its :class:`~unitlens.data.dataset.DataRecipe`: the one place that does it."""
+
+from __future__ import annotations
+
+from unitlens.data.dataset import DataRecipe, Dataset
+from unitlens.data.mnist import load_mnist
+from unitlens.data.patches import load_patches
+from unitlens.errors import UnitlensError
+
+
+def load_data(recipe: DataRecipe) -> Dataset:
+    """The data set ``recipe`` describes, loaded exactly as it was the first time."""
+    if recipe.loader == "mnist":
+        return load_mnist(recipe.path or None)
+    if recipe.loader == "patches":
+        return load_patches(
+            recipe.path or None,
+            size=recipe.size,
+            n_train=recipe.n_train,
+            n_test=recipe.n_test,
+            seed=recipe.seed,
+            f0=recipe.f0,
+            margin=recipe.margin,
+        )
+    raise UnitlensError(f"no loader {recipe.loader!r}")  # DataRecipe refuses it first
+
+
+__all__ = ["load_data"]
