@@ -1,6 +1,8 @@
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -8,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from unitlens.checkpoint import load_model, paths_for, read_checkpoint, save_checkpoint
+from unitlens.checkpoint import load_model, meta_digest, paths_for, read_checkpoint, save_checkpoint
 from unitlens.errors import UnitlensError
 from unitlens.models.classifier import StackClassifier
 from unitlens.models.dae import DAE, Corruption
@@ -23,6 +25,18 @@ MODELS = {
     "dae": lambda: DAE(6, 3, "linear", generator=torch.Generator().manual_seed(4)),
     "classifier": lambda: StackClassifier.random([6, 5], 3, generator=torch.Generator().manual_seed(5)),
 }
+
+
+def _edit_meta(path: Path, edit: Callable[[dict[str, Any]], None], *, sign: bool = True) -> None:
+    """Apply ``edit`` to checkpoint ``path``'s JSON; re-sign it (``meta_sha256`` recomputed, so the checks
+    behind the hash are what is tested), or with ``sign=False`` drop the hash as unitlens <= 0.x wrote it."""
+    meta_path = paths_for(path)[1]
+    meta = json.loads(meta_path.read_text())
+    edit(meta)
+    meta.pop("meta_sha256", None)
+    if sign:
+        meta["meta_sha256"] = meta_digest(meta)
+    meta_path.write_text(json.dumps(meta))
 
 
 @pytest.mark.parametrize("kind", sorted(MODELS))
@@ -64,10 +78,7 @@ def test_tensor_file_from_another_checkpoint_is_rejected(tmp_path: Path) -> None
 
 def test_config_that_does_not_fit_the_weights_is_rejected(tmp_path: Path) -> None:
     save_checkpoint(tmp_path / "m", MODELS["rbm"]())
-    meta_path = paths_for(tmp_path / "m")[1]
-    meta = json.loads(meta_path.read_text())
-    meta["model_config"]["n_hidden"] = 4
-    meta_path.write_text(json.dumps(meta))
+    _edit_meta(tmp_path / "m", lambda meta: meta["model_config"].update(n_hidden=4))
     with pytest.raises(UnitlensError, match="shape"):
         load_model(tmp_path / "m")
 
@@ -175,11 +186,12 @@ def test_a_float64_dbn_comes_back_float64(tmp_path: Path) -> None:
 def test_a_config_written_before_dtype_loads_as_float32(tmp_path: Path) -> None:
     dbn = DBN.build([6, 5, 4], generator=torch.Generator().manual_seed(0))
     save_checkpoint(tmp_path / "m", dbn)
-    meta_path = paths_for(tmp_path / "m")[1]
-    meta = json.loads(meta_path.read_text())
-    for layer in meta["model_config"]["layers"]:
-        del layer["dtype"]  # as unitlens wrote RBM configs before the field existed
-    meta_path.write_text(json.dumps(meta))
+
+    def drop_dtype(meta: dict[str, Any]) -> None:
+        for layer in meta["model_config"]["layers"]:
+            del layer["dtype"]  # as unitlens wrote RBM configs before the field existed
+
+    _edit_meta(tmp_path / "m", drop_dtype, sign=False)  # nor did it write meta_sha256
     loaded, ckpt = load_model(tmp_path / "m")
     assert isinstance(loaded, DBN) and loaded.dtype == torch.float32
     assert ckpt.meta["model_config"] == dbn.config()  # filled in, so it compares equal to today's config
@@ -189,19 +201,13 @@ def test_a_config_written_before_dtype_loads_as_float32(tmp_path: Path) -> None:
 
 def test_weights_of_another_dtype_than_the_config_are_rejected(tmp_path: Path) -> None:
     save_checkpoint(tmp_path / "m", RBM(6, 3, dtype=torch.float64))
-    meta_path = paths_for(tmp_path / "m")[1]
-    meta = json.loads(meta_path.read_text())
-    meta["model_config"]["dtype"] = "float32"
-    meta_path.write_text(json.dumps(meta))
+    _edit_meta(tmp_path / "m", lambda meta: meta["model_config"].update(dtype="float32"))
     with pytest.raises(UnitlensError, match=r"is torch.float64, but its config says torch.float32"):
         load_model(tmp_path / "m")
 
 
 def test_bad_model_configs_are_named(tmp_path: Path) -> None:
     save_checkpoint(tmp_path / "m", MODELS["dbn"]())
-    meta_path = paths_for(tmp_path / "m")[1]
-    meta = json.loads(meta_path.read_text())
-    meta["model_config"]["layers"][1]["n_hidden"] = 0
-    meta_path.write_text(json.dumps(meta))
+    _edit_meta(tmp_path / "m", lambda meta: meta["model_config"]["layers"][1].update(n_hidden=0))
     with pytest.raises(UnitlensError, match=r"layers\[1\].*n_hidden must be a positive integer, got 0"):
         load_model(tmp_path / "m")

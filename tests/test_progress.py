@@ -220,6 +220,12 @@ def test_terminal_mode_draws_live_bars_and_the_run_line(no_ci: None, monkeypatch
 def _tiny_pipeline(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """A reproduce run whose training is real and tiny, and whose study and render are stubbed."""
     monkeypatch.setattr(reproduce_module, "_study", lambda *a, **k: None)
+    # The stub writes no results: once a study stage is recorded, its outputs count as whole.
+    monkeypatch.setattr(
+        reproduce_module,
+        "_study_outputs",
+        lambda run, name: None if run.done(f"study {name}") else "none yet",
+    )
     monkeypatch.setattr(reproduce_module, "_add_filter_match", lambda *a, **k: None)
     monkeypatch.setattr(reproduce_module, "render_run", lambda folder: Path(folder) / "report" / "index.html")
     monkeypatch.setattr(progress, "TICK_SECONDS", 0.0)  # a progress line at every tenth

@@ -73,9 +73,11 @@ def test_interrupted_run_resumes_without_redoing_finished_stages(
     assert not list(tmp_path.rglob("*.tmp"))
 
 
-def test_a_folder_with_another_run_is_refused(tmp_path: Path) -> None:
+def test_a_folder_with_another_run_is_refused_once_a_stage_has_started(tmp_path: Path) -> None:
     config = apply_overrides(preset("quick"), [*TINY, "finetune.enabled=false"])
     (tmp_path / "config.toml").write_text('preset = "paper"\n')
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "mnist-dbn-resume.json").write_text("{}")
     with pytest.raises(UnitlensError, match="other settings"):
         reproduce_module.reproduce(config, tmp_path, quiet=True)
     assert config.preset == "quick"
@@ -91,4 +93,7 @@ def test_cli_reproduce_then_report(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["report", str(tmp_path)]) == 0
     assert (tmp_path / "report" / "index.html").exists()
     assert main(["report", str(tmp_path / "nothing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty")]) == 2
     assert "no results" in capsys.readouterr().err

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
 import unitlens
 from unitlens import progress
 from unitlens.errors import UnitlensError
+from unitlens.outdir import output_error
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -40,7 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Every command shows its progress and the ``unitlens`` log on stderr as ``unitlens.progress`` says
     (live bars on a terminal, a few plain lines in a file, a pipe or CI), within ``--quiet``/``--verbose``;
-    an error is one line on stderr after the bars are cleared.
+    an error is one line on stderr after the bars are cleared: a ``UnitlensError``, or an ``OSError`` of
+    a write that failed on the user's side (disk full, read-only, permission; ``unitlens.outdir``).
     """
     parser = _build_parser()
     args = parser.parse_args(argv)
@@ -48,15 +52,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if run is None:
         parser.print_help()
         return 0
+    # A log file that cannot be written (disk full) must not print a traceback per record: the next
+    # write of the run's own files fails with the one-line error below.
+    raise_exceptions, logging.raiseExceptions = logging.raiseExceptions, False
     try:
         with progress.session(quiet=getattr(args, "quiet", False), verbose=getattr(args, "verbose", False)):
             return run(args)
     except UnitlensError as exc:
         print(f"unitlens: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # disk full, read-only, permission denied on a write that no layer translated
+        where = os.fsdecode(exc.filename) if exc.filename is not None else "the output"
+        error = output_error(exc, where, writing=False)
+        if error is None:
+            raise
+        print(f"unitlens: error: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("unitlens: interrupted", file=sys.stderr)
         return 130
+    finally:
+        logging.raiseExceptions = raise_exceptions
 
 
 if __name__ == "__main__":  # pragma: no cover

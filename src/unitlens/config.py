@@ -196,6 +196,11 @@ class FinetuneSettings:
     sweep_hidden_rates: tuple[float, ...] = (0.2, 0.05, 0.02, 0.005)
 
     def __post_init__(self) -> None:
+        if self.examples < 1 or self.batch_size < 1:
+            raise UnitlensError(
+                f"finetune.examples and finetune.batch_size must be >= 1, got {self.examples} and "
+                f"{self.batch_size}"
+            )
         rates = {
             "learning_rate": (self.learning_rate,),
             "hidden_learning_rate": (self.hidden_learning_rate,),
@@ -416,9 +421,16 @@ def load_toml(path: str | Path) -> ReproduceConfig:
     """Read a config written by :func:`dumps_toml` (or by hand)."""
     p = Path(path)
     try:
-        values = tomllib.loads(p.read_text(encoding="utf-8"))
+        text = p.read_text(encoding="utf-8")
+        values = tomllib.loads(text)
     except FileNotFoundError as exc:
         raise UnitlensError(f"config file {p} does not exist") from exc
+    except IsADirectoryError as exc:
+        raise UnitlensError(f"config file {p} is a folder, not a file") from exc
+    except OSError as exc:
+        raise UnitlensError(f"config file {p} cannot be read: {exc.strerror or exc}") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UnitlensError(f"config file {p} is not valid TOML: {exc}") from exc
+    if not text.strip():
+        raise UnitlensError(f"config file {p} is empty")
     return from_dict(values, where=str(p))

@@ -37,6 +37,7 @@ from unitlens.data.dataset import Dataset
 from unitlens.errors import UnitlensError
 from unitlens.models.classifier import StackClassifier
 from unitlens.models.stack import LayerStack
+from unitlens.outdir import hold_lock, prepare_output
 from unitlens.recipes import (
     batch_source,
     build_stack,
@@ -47,6 +48,7 @@ from unitlens.recipes import (
     study_config,
     training_config,
 )
+from unitlens.results import StackResults
 from unitlens.runs import pretrain
 from unitlens.study import stack_results, study_stack
 from unitlens.training.finetune import FinetuneConfig, finetune
@@ -61,30 +63,43 @@ def stack_names(config: ReproduceConfig) -> list[str]:
 
 
 class Run:
-    """A run folder: its config, its stage record (``run.json``) and its log."""
+    """A run folder: its config, its stage record (``run.json``) and its log.
+
+    ``config.toml`` records the settings: a resume must ask for the same ones, except while no stage has
+    started (nothing trained, studied or fine-tuned yet), when the folder takes the new settings.
+    ``run.json`` is derived: a damaged one is reported in one line and rebuilt, each stage's outputs being
+    checked again (``stage``'s ``outputs_ok``) instead of trusting the record.
+    """
 
     def __init__(self, folder: Path, config: ReproduceConfig) -> None:
         self.folder = folder
         self.config = config
         self.record_path = folder / "run.json"
-        self.record: dict[str, Any] = {}
+        self.record: dict[str, Any] = self._read_record()
         config_path = folder / "config.toml"
-        if config_path.exists():
-            previous = load_toml(config_path)
-            if previous != config:
+        previous: ReproduceConfig | None = None
+        if config_path.exists() or config_path.is_symlink():
+            try:
+                previous = load_toml(config_path)
+            except UnitlensError as exc:
+                if self._started():
+                    raise UnitlensError(
+                        f"{exc}. The run in {folder} has started, so its settings cannot be guessed: restore "
+                        "config.toml, or choose another --out folder"
+                    ) from exc
+                log.warning("%s; no stage has started, so the folder takes this command's settings", exc)
+        if previous != config:
+            if previous is not None and self._started():
                 raise UnitlensError(
                     f"{folder} holds a run with other settings ({config_path}); resume it with the same "
                     "command, or choose another --out folder"
                 )
-            if self.record_path.exists():
-                try:
-                    self.record = json.loads(self.record_path.read_text(encoding="utf-8"))
-                except json.JSONDecodeError as exc:
-                    raise UnitlensError(f"{self.record_path} is damaged: {exc}") from exc
-        else:
+            if previous is not None:
+                log.info("%s: no stage has started; taking this command's settings", config_path)
             folder.mkdir(parents=True, exist_ok=True)
+            if config_path.is_dir() and not config_path.is_symlink():
+                config_path.rmdir()  # an empty folder in its place (a non-empty one fails to load above)
             write_text(config_path, dumps_toml(config))
-        self.record.setdefault("stages", {})
         self.record.update(
             {
                 "seed": config.seed,
@@ -95,25 +110,73 @@ class Run:
         )
         self.save()
 
+    def _read_record(self) -> dict[str, Any]:
+        """``run.json``'s record, or a fresh one (with a warning) when it is missing or damaged."""
+        fresh: dict[str, Any] = {"stages": {}}
+        if not self.record_path.exists():
+            return fresh
+        try:
+            record = json.loads(self.record_path.read_text(encoding="utf-8"))
+            problem = (
+                "" if isinstance(record, dict) else f"expected a JSON object, got {type(record).__name__}"
+            )
+            stages = record.get("stages", {}) if not problem else None
+            if not problem and not (
+                isinstance(stages, dict) and all(isinstance(v, dict) for v in stages.values())
+            ):
+                problem = "field 'stages' must be an object of objects"
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        if problem:
+            log.warning(
+                "%s is damaged (%s); rebuilding it from the checkpoints and results the folder holds",
+                self.record_path,
+                problem,
+            )
+            return fresh
+        record.setdefault("stages", {})
+        return dict(record)
+
+    def _started(self) -> bool:
+        """Whether any stage has begun: one is recorded as done, or a checkpoint or result was written."""
+        if self.record["stages"]:
+            return True
+        return any(
+            (self.folder / sub).is_dir() and any((self.folder / sub).iterdir())
+            for sub in ("checkpoints", "results")
+        )
+
     def save(self) -> None:
         write_text(self.record_path, json.dumps(self.record, indent=2, sort_keys=True) + "\n")
 
     def done(self, stage: str) -> bool:
         return bool(self.record["stages"].get(stage, {}).get("done"))
 
-    def stage(self, name: str, work: Callable[[], None]) -> None:
-        """Run ``work`` unless the stage is recorded as done; record its time.
+    def stage(
+        self, name: str, work: Callable[[], None], outputs_ok: Callable[[], str | None] | None = None
+    ) -> None:
+        """Run ``work`` unless the stage is done; record its time.
 
-        Start and done lines (with ``stage k/n`` and the run's time left, when the session's display
-        holds a stage plan) go to the log and the terminal.
+        A stage is done when the record says so and ``outputs_ok`` (what is wrong with the files the stage
+        writes, or None when they are whole) finds nothing wrong: a damaged or deleted output is reported
+        in one line and recomputed. Without a record of the stage (a rebuilt ``run.json``), whole outputs
+        are kept. Start and done lines (with ``stage k/n`` and the run's time left, when the session's
+        display holds a stage plan) go to the log and the terminal.
         """
         plan = progress.current().plan
-        if self.done(name):
+        problem = outputs_ok() if outputs_ok is not None else None
+        recorded = self.done(name)
+        if problem is None and (recorded or outputs_ok is not None):
+            if not recorded:
+                self.record["stages"][name] = {"done": True, "seconds": None}
+                self.save()
             if plan is not None:
                 plan.skip(name, self.record["stages"][name].get("seconds"))
             else:
                 log.info("stage %s: already done", name)
             return
+        if recorded and problem is not None:
+            log.warning("stage %s: %s; recomputing it", name, problem)
         if plan is not None:
             plan.start(name)
         else:
@@ -150,30 +213,38 @@ def reproduce(
 
     Progress and the log go to stderr (see ``unitlens.progress``: live bars on a terminal, a few plain
     lines elsewhere, nothing with ``quiet``; per-step detail with ``verbose``) and to ``out/log.txt``.
-    Inside an open ``progress.session`` (the CLI's) that session's choice holds.
+    Inside an open ``progress.session`` (the CLI's) that session's choice holds. The data are loaded (and so
+    checked) before anything is written.
     """
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    with progress.session(quiet=quiet, verbose=verbose):
+    datasets = load_datasets(config)
+    folder = prepare_output(out)  # one line naming the path for one that cannot hold the run
+    with hold_lock(folder), progress.session(quiet=quiet, verbose=verbose):  # one run per folder at a time
         handler = _log_file(folder)
         try:
-            return _reproduce(Run(folder, config), quiet)
+            return _reproduce(Run(folder, config), datasets, quiet)
         finally:
             log.removeHandler(handler)
             handler.close()
 
 
-def _reproduce(run: Run, quiet: bool) -> Path:
+def _reproduce(run: Run, datasets: dict[str, Dataset], quiet: bool) -> Path:
     config, folder = run.config, run.folder
     start = time.perf_counter()
-    datasets = load_datasets(config)
     stacks: dict[str, LayerStack] = {}
     with progress.current().stages(stage_names(config)):
         for name in stack_names(config):
             stacks[name] = _train(run, name, datasets[split_stack_name(name)[0]], quiet)
-            run.stage(f"study {name}", functools.partial(_study, run, name, stacks[name], datasets))
+            run.stage(
+                f"study {name}",
+                functools.partial(_study, run, name, stacks[name], datasets),
+                functools.partial(_study_outputs, run, name),
+            )
         if config.finetune.enabled:
-            run.stage("finetune", lambda: _finetune_stage(run, stacks, datasets["mnist"]))
+            run.stage(
+                "finetune",
+                lambda: _finetune_stage(run, stacks, datasets["mnist"]),
+                lambda: _finetune_outputs(run),
+            )
     for ds in datasets_of(config):
         if f"{ds}-dbn" in stacks and f"{ds}-sdae" in stacks:
             _add_filter_match(
@@ -198,7 +269,7 @@ def _train(run: Run, name: str, data: Dataset, quiet: bool) -> LayerStack:
     trained: list[LayerStack] = []
 
     def work() -> None:
-        result, _ = pretrain(
+        result, history = pretrain(
             stack,
             source,
             data,
@@ -208,12 +279,56 @@ def _train(run: Run, name: str, data: Dataset, quiet: bool) -> LayerStack:
             name=name,
             quiet=quiet,
         )
+        _restore_log(run.folder / "checkpoints" / f"{name}-log.jsonl", history)
         trained.append(result)
 
     run.stage(f"train {name}", work)
     if not trained:  # finished in an earlier invocation: pretrain loads the checkpoint
         work()
     return trained[0]
+
+
+def _restore_log(path: Path, history: list[dict[str, float]]) -> None:
+    """Rewrite a checkpoint's training log from the history the checkpoint keeps, if it is damaged."""
+    from unitlens.render.figures import read_training_log
+
+    try:
+        if read_training_log(path) == history:
+            return
+        problem = "it differs from the checkpoint's history"
+    except UnitlensError as exc:
+        problem = str(exc)
+    if path.exists():
+        log.warning("%s: %s; rewriting it from the checkpoint", path, problem)
+    write_text(path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in history))
+
+
+def _study_outputs(run: Run, name: str) -> str | None:
+    """What is wrong with stack ``name``'s study results (None: both files are whole)."""
+    path = run.folder / "results" / f"{name}.npz"
+    if not path.exists():
+        return f"{path} is missing"
+    try:
+        if StackResults.load(path).summary is None:
+            return f"{path.with_suffix('.json')} is missing"
+    except UnitlensError as exc:
+        return str(exc)
+    return None
+
+
+def _finetune_outputs(run: Run) -> str | None:
+    """What is wrong with the finetune stage's results (None: whole)."""
+    from unitlens.render.figures import read_finetune
+
+    path = run.folder / "results" / "finetune.json"
+    if not path.exists():
+        return f"{path} is missing"
+    try:
+        result = read_finetune(path)
+    except UnitlensError as exc:
+        return str(exc)
+    missing = sorted({"hidden_learning_rate", "errors", "am_cosine", "sweep", "weights"} - set(result))
+    return f"{path} lacks the fields {missing}" if missing else None
 
 
 def _study(run: Run, name: str, stack: LayerStack, datasets: dict[str, Dataset]) -> None:
@@ -241,10 +356,16 @@ def render_run(run_dir: Path) -> Path:
     results = run_dir / "results"
     if not results.is_dir():
         raise UnitlensError(f"{run_dir} has no results/ folder: is it a unitlens run folder?")
-    # The study's summaries (unitlens.results' format, validated, naming a damaged file).
-    summaries = {path.stem: read_summary(path) for path in sorted(results.glob("*-*.json"))}
-    finetune_path = results / "finetune.json"
-    finetune = read_finetune(finetune_path) if finetune_path.exists() else None
+    try:
+        # The study's summaries (unitlens.results' format, validated, naming a damaged file).
+        summaries = {path.stem: read_summary(path) for path in sorted(results.glob("*-*.json"))}
+        finetune_path = results / "finetune.json"
+        finetune = read_finetune(finetune_path) if finetune_path.exists() else None
+    except UnitlensError as exc:
+        raise UnitlensError(
+            f"{exc}. Run the run's `unitlens reproduce` command again (its settings are in "
+            f"{run_dir / 'config.toml'}) to recompute it; finished stages are kept"
+        ) from exc
     if summaries:
         claims = measure_claims(summaries, finetune)
         write_text(results / "claims.json", json.dumps(claims, indent=1) + "\n")

@@ -6,13 +6,22 @@ becomes. A pre-training run named ``NAME`` in folder ``DIR`` leaves:
 - ``DIR/NAME.safetensors`` + ``DIR/NAME.json``: the trained stack, once every layer is done;
 - ``DIR/NAME-resume.*``: the last in-progress checkpoint (weights, trainer, source and generator states),
   removed when the final checkpoint is written;
+- ``DIR/NAME-layer-start.*``: the state at the start of the layer in training, kept beside the resume
+  checkpoint (and removed with it) so that a resume checkpoint found damaged costs one layer, not the run;
 - ``DIR/NAME-log.jsonl``: one JSON row per monitoring point (rewritten atomically at each checkpoint).
+
+Every checkpoint is committed as a unit (``unitlens.checkpoint``), so a run killed at any moment resumes
+from its last checkpoint. A resume checkpoint that is nonetheless unusable (damaged on disk, edited, or torn
+by an older unitlens, which wrote the two files one after the other) is discarded with one warning, and
+training resumes from the start of its layer, or from the start.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +29,23 @@ import torch
 from torch import Tensor
 
 from unitlens.atomic import write_text
-from unitlens.checkpoint import load_model, paths_for, read_checkpoint, save_checkpoint
+from unitlens.checkpoint import (
+    Checkpoint,
+    DamagedCheckpointError,
+    load_model,
+    paths_for,
+    read_checkpoint,
+    remove_checkpoint,
+    save_checkpoint,
+    settle_checkpoint,
+)
 from unitlens.data.dataset import DataRecipe, Dataset
 from unitlens.data.stream import BatchSource
 from unitlens.errors import UnitlensError
 from unitlens.models.stack import LayerStack
 from unitlens.training.greedy import LayerwiseConfig, LayerwiseState, train_layerwise
+
+log = logging.getLogger("unitlens")
 
 
 def data_meta(data: Dataset) -> dict[str, Any]:
@@ -90,6 +110,14 @@ def _write_log(path: Path, history: list[dict[str, float]]) -> None:
     write_text(path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in history))
 
 
+def _remove_log_temporaries(path: Path) -> None:
+    """Remove the temporary files that writes of log ``path`` killed midway left beside it."""
+    pattern = re.compile(r"\." + re.escape(path.name) + r"\.[A-Za-z0-9_]+\.tmp")
+    for entry in path.parent.glob(f".{path.name}.*.tmp"):
+        if pattern.fullmatch(entry.name):
+            entry.unlink(missing_ok=True)
+
+
 def pretrain(
     stack: LayerStack,
     source: BatchSource,
@@ -111,46 +139,103 @@ def pretrain(
         The trained stack (the same object, or the one loaded) and the monitoring history.
     """
     folder = Path(folder)
-    final, resume, log = folder / name, folder / f"{name}-resume", folder / f"{name}-log.jsonl"
+    final, resume, start = folder / name, folder / f"{name}-resume", folder / f"{name}-layer-start"
+    log_path = folder / f"{name}-log.jsonl"
     training = {"training_config": config_dict(config), "seed": seed, "data": data_meta(data)}
     architecture = stack.config()
     if paths_for(final)[1].exists():
+        # A damaged final checkpoint is an error (its message says how to recover): the run cannot rebuild
+        # it without retraining, which only the user may decide.
         loaded, ckpt = load_model(final, kind=stack.kind)
         _check_same(ckpt.meta, training, architecture, paths_for(final)[1])
         assert isinstance(loaded, LayerStack)
+        settle_checkpoint(final)  # a save killed after its commit: finish it
+        remove_checkpoint(resume)  # killed before these were removed
+        remove_checkpoint(start)
+        _remove_log_temporaries(log_path)
         return loaded, list(ckpt.meta.get("history", []))
 
-    state: LayerwiseState | None = None
-    if paths_for(resume)[1].exists():
-        loaded, ckpt = load_model(resume, kind=stack.kind)
-        _check_same(ckpt.meta, training, architecture, paths_for(resume)[1])
-        stack.load_state_dict(loaded.state_dict())
-        m = ckpt.meta["state"]
-        state = LayerwiseState(
-            layer=int(m["layer"]),
-            examples_seen=int(m["examples_seen"]),
-            trainer=ckpt.section("trainer"),
-            source=ckpt.section("source"),
-            generator=ckpt.tensors.get("generator"),
-            history=list(m["history"]),
-            pending_loss=float(m["pending_loss"]),
-            pending_count=int(m["pending_count"]),
-        )
+    state = _resume(stack, (resume, start), training, architecture)
 
     def on_checkpoint(s: LayerwiseState) -> None:
         extra = {**_state_tensors(s), **data_tensors(data)}
-        save_checkpoint(resume, stack, extra=extra, meta={**training, "state": _state_meta(s)})
-        _write_log(log, s.history)
+        meta = {**training, "state": _state_meta(s)}
+        save_checkpoint(resume, stack, extra=extra, meta=meta)
+        if s.examples_seen == 0:  # a layer starts: the point to fall back to if the resume one is damaged
+            save_checkpoint(start, stack, extra=extra, meta=meta)
+        _write_log(log_path, s.history)
 
     generator = torch.Generator().manual_seed(seed)
     final_state = train_layerwise(
         stack, source, data.x_test, config, generator, state=state, on_checkpoint=on_checkpoint, quiet=quiet
     )
     save_checkpoint(final, stack, extra=data_tensors(data), meta={**training, "history": final_state.history})
-    _write_log(log, final_state.history)
-    for p in paths_for(resume):
-        p.unlink(missing_ok=True)
+    _write_log(log_path, final_state.history)
+    remove_checkpoint(resume)
+    remove_checkpoint(start)
+    _remove_log_temporaries(log_path)
     return stack, final_state.history
+
+
+def _state_of(ckpt: Checkpoint, path: Path) -> LayerwiseState:
+    """The training state a resume checkpoint (JSON ``path``) holds."""
+    m = ckpt.meta.get("state")
+    if m is None:
+        raise DamagedCheckpointError(f"{path}: field 'state' is missing (it is not a resume checkpoint)")
+    return LayerwiseState(
+        layer=int(m["layer"]),
+        examples_seen=int(m["examples_seen"]),
+        trainer=ckpt.section("trainer"),
+        source=ckpt.section("source"),
+        generator=ckpt.tensors.get("generator"),
+        history=list(m["history"]),
+        pending_loss=float(m["pending_loss"]),
+        pending_count=int(m["pending_count"]),
+    )
+
+
+def _resume(
+    stack: LayerStack, candidates: tuple[Path, ...], training: dict[str, Any], architecture: dict[str, Any]
+) -> LayerwiseState | None:
+    """The state to resume from, its weights loaded into ``stack``: the first of ``candidates`` (the resume
+    checkpoint, then the layer-start one) that loads; None to start afresh.
+
+    Unusable candidates are deleted, with one warning naming them and the point training resumes from. A
+    sound checkpoint made with other settings is an error, not a fallback: it is the user's to remove.
+    """
+    damaged: list[tuple[Path, DamagedCheckpointError]] = []
+    found: tuple[LayerStack, LayerwiseState] | None = None
+    for stem in candidates:
+        json_path = paths_for(stem)[1]
+        if not json_path.exists():
+            continue
+        try:
+            loaded, ckpt = load_model(stem, kind=stack.kind)
+            state = _state_of(ckpt, json_path)
+        except DamagedCheckpointError as exc:
+            damaged.append((json_path, exc))
+            continue
+        _check_same(ckpt.meta, training, architecture, json_path)
+        assert isinstance(loaded, LayerStack)
+        settle_checkpoint(stem)
+        found = (loaded, state)
+        break
+    if damaged:
+        where = (
+            f"layer {found[1].layer} after {found[1].examples_seen} examples" if found else "the first layer"
+        )
+        log.warning(
+            "discarding unusable checkpoint%s: %s; training resumes from %s",
+            "s" if len(damaged) > 1 else "",
+            "; ".join(exc.problem for _, exc in damaged),
+            where,
+        )
+        for json_path, _ in damaged:
+            remove_checkpoint(json_path)
+    if found is None:
+        return None
+    stack.load_state_dict(found[0].state_dict())
+    return found[1]
 
 
 def _check_same(

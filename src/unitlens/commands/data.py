@@ -16,6 +16,7 @@ from unitlens.data.dataset import Dataset, dataset_norm
 from unitlens.data.elastic import ElasticConfig, ElasticStream
 from unitlens.data.mnist import load_mnist
 from unitlens.data.patches import load_patches
+from unitlens.outdir import prepare_output
 from unitlens.render.png import save_png
 from unitlens.render.tiles import tile_images
 
@@ -29,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         description="Print a summary of MNIST, the elastic-deformation stream and the natural-image patches "
         "(source, shape, value range, rho, class counts) and write a PNG of 100 examples of each.",
     )
-    p.add_argument("--out", required=True, type=Path, help="folder for the PNG tiles and summary.json")
+    p.add_argument("--out", required=True, help="folder for the PNG tiles and summary.json")
     p.add_argument(
         "--data-dir", type=Path, help="MNIST folder of IDX files or an .npz (default: embedded subset)"
     )
@@ -91,7 +92,7 @@ def _print(row: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    out: Path = args.out
+    out = prepare_output(args.out)
     generator = torch.Generator().manual_seed(args.seed)
     mnist = load_mnist(args.data_dir)
     stream = ElasticStream(mnist.x_train, mnist.y_train, mnist.image_shape, 1000, generator, ElasticConfig())

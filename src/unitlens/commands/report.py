@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from unitlens.commands import add_output_options
+from unitlens.outdir import hold_lock, prepare_output
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -13,7 +13,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "report",
         help="re-render a run folder's figures and report from its results (no retraining)",
     )
-    p.add_argument("run_dir", type=Path, help="a run folder made by unitlens reproduce")
+    p.add_argument("run_dir", help="a run folder made by unitlens reproduce")
     add_output_options(p)
     p.set_defaults(run=run)
 
@@ -21,5 +21,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def run(args: argparse.Namespace) -> int:
     from unitlens.reproduce import render_run
 
-    print(f"report: {render_run(args.run_dir)}")
+    run_dir = prepare_output(args.run_dir, what="RUN_DIR", create=False)
+    with hold_lock(run_dir, what="RUN_DIR"):
+        print(f"report: {render_run(run_dir)}")
     return 0

@@ -22,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("--data-dir", help="MNIST folder of IDX files or an .npz (default: the embedded digits)")
     p.add_argument("--photos", help="a folder of your own photographs for the patches")
-    p.add_argument("--out", type=Path, default=None, help="run folder (default runs/PRESET-seedN)")
+    p.add_argument("--out", default=None, help="run folder (default runs/PRESET-seedN)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--set",
@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if args.photos:
         overrides.append(f"patches.photos={args.photos}")
     config = apply_overrides(preset(args.preset), overrides)
+    # reproduce() checks the folder (unitlens.outdir.prepare_output) and holds its lock for the whole run.
     out = args.out if args.out is not None else Path("runs") / f"{config.preset}-seed{config.seed}"
     report = reproduce(config, out, quiet=args.quiet, verbose=args.verbose)
     print(f"report: {report}")

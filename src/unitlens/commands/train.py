@@ -9,6 +9,7 @@ import torch
 
 from unitlens.commands import add_output_options
 from unitlens.config import apply_overrides, preset
+from unitlens.outdir import hold_lock, prepare_output
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,13 +27,22 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--patch-size", type=int, default=12)
     p.add_argument("--hidden", default=None, help="units per hidden layer, e.g. 500,500,500")
     p.add_argument("--examples", type=int, default=None, help="training examples per layer")
-    p.add_argument("--out", type=Path, required=True, help="folder for the checkpoint and its log")
+    p.add_argument("--out", required=True, help="folder for the checkpoint and its log")
     p.add_argument("--seed", type=int, default=0)
     add_output_options(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from unitlens.catalogue import stack_name
+
+    out = prepare_output(args.out)
+    # One lock per stack: trainings of different stacks may share a folder, two of the same one may not.
+    with hold_lock(out, name=f".{stack_name(args.data, args.model)}.lock"):
+        return _run(args, out)
+
+
+def _run(args: argparse.Namespace, out: Path) -> int:
     from unitlens.catalogue import derive_seed, stack_name
     from unitlens.data.recipe import load_data
     from unitlens.recipes import batch_source, build_stack, data_recipe, stack_settings, training_config
@@ -62,12 +72,12 @@ def run(args: argparse.Namespace) -> int:
         data,
         training_config(args.model, settings),
         seed=seed,
-        folder=args.out,
+        folder=out,
         name=name,
         quiet=args.quiet,
     )
     last = {int(r["layer"]): r["heldout_reconstruction"] for r in history}
     for layer, err in sorted(last.items()):
         print(f"layer {layer}: held-out reconstruction error {err:.4g}")
-    print(f"checkpoint: {args.out / name}.safetensors")
+    print(f"checkpoint: {out / name}.safetensors")
     return 0

@@ -15,6 +15,7 @@ from unitlens.config import PatchSettings
 from unitlens.data.dataset import DataRecipe, Dataset
 from unitlens.data.patches import DEFAULT_MARGIN
 from unitlens.errors import UnitlensError
+from unitlens.outdir import hold_lock, prepare_output
 
 log = logging.getLogger("unitlens")
 
@@ -29,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "API: unitlens.visualize.maximize_activation(model, 'layer.name', input_shape=..., norm=...).",
     )
     p.add_argument("checkpoint", type=Path, help="a checkpoint (.safetensors or .json) of a DBN or an SDAE")
-    p.add_argument("--out", type=Path, required=True, help="folder for results, figures and the report")
+    p.add_argument("--out", required=True, help="folder for results, figures and the report")
     p.add_argument("--data-dir", help="MNIST folder or .npz for the exemplars (default: the embedded digits)")
     p.add_argument("--photos", help="the photographs the patches came from (default: the bundled ones)")
     p.add_argument("--units", type=int, default=36, help="units per layer (default 36; 0: every unit)")
@@ -41,6 +42,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run(args: argparse.Namespace) -> int:
+    out = prepare_output(args.out)
+    with hold_lock(out):
+        return _run(args, out)
+
+
+def _run(args: argparse.Namespace, out: Path) -> int:
     from unitlens.checkpoint import load_model, paths_for
     from unitlens.data.recipe import load_data
     from unitlens.models.stack import LayerStack
@@ -54,6 +61,12 @@ def run(args: argparse.Namespace) -> int:
             f"{args.checkpoint} holds a {ckpt.meta['model_kind']!r}; visualize takes a DBN or SDAE"
         )
     meta_path = paths_for(args.checkpoint)[1]
+    for name, tensor in model.state_dict().items():
+        if not bool(torch.isfinite(tensor).all()):
+            raise UnitlensError(
+                f"{paths_for(args.checkpoint)[0]}: tensor {name} holds NaN or inf, so its units cannot be "
+                "visualized; the training diverged: retrain with a smaller learning rate"
+            )
     recipe = recorded_recipe(ckpt.meta, meta_path) or _recipe_of_old_checkpoint(ckpt.meta, meta_path)
     folder = args.photos if recipe.loader == "patches" else args.data_dir
     if folder:  # the same recipe over another copy of the data (a moved folder)
@@ -69,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
     name = f"{dataset}-{model.kind}"
     config = StudyConfig(units=args.units or None, restarts=args.restarts, max_steps=args.max_steps)
     studies = study_stack(model, data, config, torch.Generator().manual_seed(args.seed))
-    stack_results(studies, data).save(args.out / "results" / f"{name}.npz")
-    print(f"report: {render_run(args.out)}")
+    stack_results(studies, data).save(out / "results" / f"{name}.npz")
+    print(f"report: {render_run(out)}")
     return 0
 
 

@@ -259,6 +259,11 @@ def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
         x = _npz_images(arrays[xf], f"{path}: field {xf}")
         y = _check_labels(arrays[yf], f"{path}: field {yf}")
         _check_counts(len(x), len(y), f"{path}: field {xf}", f"field {yf}")
+        # Training needs a norm rho > 0 and more than one example; said here, before any training.
+        if split == "train" and len(x) < 2:
+            raise UnitlensError(f"{path}: field {xf} holds {len(x)} image(s); training needs at least 2")
+        if split == "train" and not x.any():
+            raise UnitlensError(f"{path}: field {xf} is all zeros; there is nothing to learn from")
         out += [x, y]
     return out[0], out[1], out[2], out[3]
 

@@ -716,7 +716,7 @@ def read_training_log(path: str | Path) -> list[dict[str, float]]:
     source = Path(path)
     try:
         lines = source.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise UnitlensError(f"{source}: could not read the training log ({exc})") from exc
     for i, line in enumerate(lines, start=1):
         if not line.strip():

@@ -758,7 +758,12 @@ def maximize_activation(
             if learning_rate is not None:
                 run = ascend(learning_rate)
             else:
-                if not math.isfinite(median) or median <= 0:
+                if not math.isfinite(median):
+                    raise UnitlensError(
+                        f"the gradient at the starts is not finite ({median}): the model's weights or "
+                        "outputs hold NaN or inf"
+                    )
+                if median <= 0:
                     raise UnitlensError(
                         f"the median gradient norm at the starts is {median}, so the step size cannot be "
                         "picked from it; pass learning_rate"
