@@ -37,3 +37,17 @@ def test_written_files_get_ordinary_permissions(tmp_path: Path) -> None:
     finally:
         os.umask(umask)
     assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_folder_where_a_file_goes_is_one_clear_error(tmp_path: Path) -> None:
+    from unitlens.checkpoint import save_checkpoint
+    from unitlens.errors import UnitlensError
+    from unitlens.models.rbm import RBM
+
+    (tmp_path / "log.jsonl").mkdir()
+    with pytest.raises(UnitlensError, match=r"log\.jsonl is a folder where unitlens keeps a file"):
+        write_text(tmp_path / "log.jsonl", "x")
+    (tmp_path / "ck.safetensors").mkdir()
+    with pytest.raises(UnitlensError, match=r"ck\.safetensors is a folder where unitlens keeps a checkpoint"):
+        save_checkpoint(tmp_path / "ck", RBM(3, 2))
+    assert not list(tmp_path.glob("ck.*.safetensors")) and not (tmp_path / "ck.json").exists()

@@ -26,6 +26,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             exceptions from the ``with`` body pass through unchanged.
     """
     target = Path(path)
+    if target.is_dir():  # os.replace cannot put a file there; say so before any work is wasted
+        raise UnitlensError(
+            f"{target} is a folder where unitlens keeps a file; move or remove it, then run the same command "
+            "again"
+        )
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)

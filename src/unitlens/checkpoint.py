@@ -231,6 +231,12 @@ def save_checkpoint(
         meta: JSON-able fields to store (training config, data description, seed, ...).
     """
     tensor_path, json_path = paths_for(path)
+    for target in (tensor_path, json_path):
+        if target.is_dir():  # a file must go there: refused before any file of the pair is written
+            raise UnitlensError(
+                f"{target} is a folder where unitlens keeps a checkpoint file; move or remove it, then run "
+                "the same command again"
+            )
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     for name, value in (extra or {}).items():
         if name.startswith("model.") or name in tensors:

@@ -31,13 +31,13 @@ from unitlens import progress
 from unitlens.analysis.claims import measure_claims
 from unitlens.atomic import write_text
 from unitlens.catalogue import MODELS, derive_seed, split_stack_name, stack_name
-from unitlens.checkpoint import paths_for, save_checkpoint, versions
+from unitlens.checkpoint import paths_for, read_checkpoint, save_checkpoint, versions
 from unitlens.config import ReproduceConfig, dumps_toml, load_toml
 from unitlens.data.dataset import Dataset
 from unitlens.errors import UnitlensError
 from unitlens.models.classifier import StackClassifier
 from unitlens.models.stack import LayerStack
-from unitlens.outdir import hold_lock, prepare_output
+from unitlens.outdir import hold_lock, output_error, prepare_output
 from unitlens.recipes import (
     batch_source,
     build_stack,
@@ -200,7 +200,14 @@ def stage_names(config: ReproduceConfig) -> list[str]:
 
 def _log_file(folder: Path) -> logging.Handler:
     """``folder/log.txt``: the readable record of a run (everything the ``unitlens`` logger says)."""
-    handler = logging.FileHandler(folder / "log.txt", encoding="utf-8")
+    path = folder / "log.txt"
+    try:
+        handler = logging.FileHandler(path, encoding="utf-8")
+    except OSError as exc:
+        raise output_error(exc, path) or UnitlensError(
+            f"cannot append to {path} ({exc.strerror or exc}): move or remove what is there, then run the "
+            "same command again"
+        ) from exc
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     log.addHandler(handler)
     return handler
@@ -328,7 +335,17 @@ def _finetune_outputs(run: Run) -> str | None:
     except UnitlensError as exc:
         return str(exc)
     missing = sorted({"hidden_learning_rate", "errors", "am_cosine", "sweep", "weights"} - set(result))
-    return f"{path} lacks the fields {missing}" if missing else None
+    if missing:
+        return f"{path} lacks the fields {missing}"
+    weights = result["weights"]
+    if not isinstance(weights, dict) or not all(isinstance(w, str) for w in weights.values()):
+        return f"{path}: field 'weights' must map each model to its checkpoint file"
+    for weight in weights.values():  # the fine-tuned stacks the claim can be rechecked from
+        try:
+            read_checkpoint(run.folder / weight)
+        except UnitlensError as exc:
+            return str(exc)
+    return None
 
 
 def _study(run: Run, name: str, stack: LayerStack, datasets: dict[str, Dataset]) -> None:
