@@ -1,6 +1,6 @@
 """Why some layer-2 units of the paper-scale 12x12 patch SDAE have AM restarts that disagree (claim 2).
 
-Run: ``.venv/bin python experiments/patch_sdae_multimodal_units.py OUT [--seed 0]`` (about 15 min on 2 cores).
+Run: ``.venv/bin/python experiments/patch_sdae_multimodal_units.py OUT [--seed 0]`` (about 15 min on 2 cores).
 Trains layers 1-2 of the ``paper`` preset's patch SDAE (500-500; 2M and 1M examples, the pipeline's seeds),
 keeps it in ``OUT``, runs AM on the 144 studied layer-2 units (9 restarts, 3000 steps) and compares the units
 whose restarts disagree (mean pairwise cosine <= 0.9) with the others on:
