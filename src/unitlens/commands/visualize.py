@@ -11,11 +11,11 @@ from typing import Any
 import torch
 
 from unitlens.commands import add_output_options
-from unitlens.config import PatchSettings
+from unitlens.config import preset
 from unitlens.data.dataset import DataRecipe, Dataset
-from unitlens.data.patches import DEFAULT_MARGIN
 from unitlens.errors import UnitlensError
 from unitlens.outdir import hold_lock, prepare_output
+from unitlens.recipes import data_recipe
 
 log = logging.getLogger("unitlens")
 
@@ -88,30 +88,22 @@ def _run(args: argparse.Namespace, out: Path) -> int:
 
 
 def _recipe_of_old_checkpoint(meta: dict[str, Any], path: Path) -> DataRecipe:
-    """A checkpoint from before data recipes: the digits, or patches as ``train`` made them then."""
+    """A checkpoint from before data recipes: the digits, or patches as ``train`` made them then (the
+    quick preset's patch settings, seed 0, at the checkpoint's patch size)."""
     data = meta.get("data", {})
     if data.get("kind") != "real":
         return DataRecipe("mnist")
     shape = data.get("image_shape") or [12, 12]
-    settings = PatchSettings()
+    recipe = dataclasses.replace(data_recipe("patches", preset("quick")), size=int(shape[0]))
     log.warning(
         "%s records no data recipe (made before unitlens recorded one); rebuilding its patches as `unitlens "
         "train` made them (size %s, f0 %g, %d patches, seed 0)",
         path,
-        shape[0],
-        settings.f0,
-        settings.n_train,
+        recipe.size,
+        recipe.f0,
+        recipe.n_train,
     )
-    return DataRecipe(
-        "patches",
-        size=int(shape[0]),
-        n_train=settings.n_train,
-        n_test=settings.n_test,
-        seed=0,
-        f0=settings.f0,
-        margin=DEFAULT_MARGIN,
-        standardised=True,
-    )
+    return recipe
 
 
 def _check_standardisation(data: Dataset, tensors: dict[str, torch.Tensor], path: Path) -> None:

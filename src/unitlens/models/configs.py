@@ -194,3 +194,33 @@ def as_config(cls: type[C], config: object, *, where: str | None = None) -> C:
     """``config`` itself when it is a ``cls``, else :func:`config_from_dict` of it: what every model's
     ``from_config`` accepts (the dataclass or its dict)."""
     return config if isinstance(config, cls) else config_from_dict(cls, config, where=where)
+
+
+class ConfiguredLayer(typing.Generic[C]):
+    """The config accessors an RBM and a DAE share: both hold ``_cfg`` (an ``RBMConfig`` or ``DAEConfig``,
+    with ``n_visible``, ``n_hidden`` and ``dtype``) and a ``weight`` of shape (H, V)."""
+
+    _cfg: C
+    weight: torch.nn.Parameter
+
+    @property
+    def cfg(self) -> C:
+        """This layer's config; its ``dtype`` is the parameters' (it follows ``.double()`` and the like)."""
+        name = dtype_name(self.weight.dtype)
+        if name == self._cfg.dtype:  # type: ignore[attr-defined]
+            return self._cfg
+        return dataclasses.replace(self._cfg, dtype=name)  # type: ignore[type-var]
+
+    @property
+    def n_visible(self) -> int:
+        """Visible units (inputs) V."""
+        return int(self._cfg.n_visible)  # type: ignore[attr-defined]
+
+    @property
+    def n_hidden(self) -> int:
+        """Hidden units H."""
+        return int(self._cfg.n_hidden)  # type: ignore[attr-defined]
+
+    def config(self) -> dict[str, Any]:
+        """The JSON-able config (weights not included): :attr:`cfg` as a dict."""
+        return config_to_dict(self.cfg)

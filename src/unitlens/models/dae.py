@@ -10,7 +10,7 @@ Weights are stored (hidden, visible) like ``nn.Linear``: row j of ``weight`` is 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from unitlens.errors import UnitlensError
 from unitlens.models.configs import (
     DTYPES,
+    ConfiguredLayer,
     as_config,
     check_choice,
     check_field_types,
@@ -185,7 +186,7 @@ class DAEConfig:
         return DTYPES[self.dtype]
 
 
-class DAE(nn.Module):
+class DAE(ConfiguredLayer[DAEConfig], nn.Module):
     """Tied-weight denoising auto-encoder.
 
     Args:
@@ -224,22 +225,6 @@ class DAE(nn.Module):
         self.visible_bias = nn.Parameter(torch.zeros(n_visible, dtype=dtype, device=device))
 
     @property
-    def cfg(self) -> DAEConfig:
-        """This DAE's config; its ``dtype`` is the parameters' (it follows ``.double()`` and the like)."""
-        name = dtype_name(self.weight.dtype)
-        return self._cfg if name == self._cfg.dtype else replace(self._cfg, dtype=name)
-
-    @property
-    def n_visible(self) -> int:
-        """Inputs V."""
-        return self._cfg.n_visible
-
-    @property
-    def n_hidden(self) -> int:
-        """Hidden units H."""
-        return self._cfg.n_hidden
-
-    @property
     def decoder(self) -> str:
         """``sigmoid`` or ``linear``."""
         return self._cfg.decoder
@@ -248,10 +233,6 @@ class DAE(nn.Module):
     def corruption(self) -> Corruption:
         """How the trainer corrupts this DAE's inputs."""
         return self._cfg.corruption
-
-    def config(self) -> dict[str, Any]:
-        """The JSON-able config (weights not included; see :class:`DAEConfig`)."""
-        return config_to_dict(self.cfg)
 
     @classmethod
     def from_config(

@@ -24,7 +24,7 @@ References:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -34,11 +34,11 @@ from torch import Tensor, nn
 from unitlens.errors import UnitlensError
 from unitlens.models.configs import (
     DTYPES,
+    ConfiguredLayer,
     as_config,
     check_choice,
     check_field_types,
     check_positive,
-    config_to_dict,
     dtype_name,
 )
 from unitlens.models.sampling import sample_bernoulli
@@ -82,7 +82,7 @@ class RBMConfig:
         return DTYPES[self.dtype]
 
 
-class RBM(nn.Module):
+class RBM(ConfiguredLayer[RBMConfig], nn.Module):
     """An RBM whose weight matrix is stored (hidden, visible), like ``nn.Linear``: row j is unit j's filter.
 
     Args:
@@ -131,29 +131,9 @@ class RBM(nn.Module):
     # ------------------------------------------------------------------ configuration
 
     @property
-    def cfg(self) -> RBMConfig:
-        """This RBM's config; its ``dtype`` is the parameters' (it follows ``.double()`` and the like)."""
-        name = dtype_name(self.weight.dtype)
-        return self._cfg if name == self._cfg.dtype else replace(self._cfg, dtype=name)
-
-    @property
-    def n_visible(self) -> int:
-        """Visible units V."""
-        return self._cfg.n_visible
-
-    @property
-    def n_hidden(self) -> int:
-        """Hidden units H."""
-        return self._cfg.n_hidden
-
-    @property
     def visible(self) -> str:
         """The visible units' type, ``bernoulli`` or ``gaussian``."""
         return self._cfg.visible
-
-    def config(self) -> dict[str, Any]:
-        """The JSON-able config ``{"n_visible", "n_hidden", "visible", "dtype"}``; see :class:`RBMConfig`."""
-        return config_to_dict(self.cfg)
 
     @classmethod
     def from_config(

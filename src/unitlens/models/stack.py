@@ -7,6 +7,7 @@ layers below computed deterministically (mean-field sigmoids).
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -71,7 +72,7 @@ def check_stack_layers(config: object, layers: Sequence[LayerConfig]) -> None:
             )
 
 
-class LayerStack(nn.Module):
+class LayerStack(nn.Module, abc.ABC):
     """A stack of sigmoid layers, each fed the mean activations of the one below.
 
     Args:
@@ -146,9 +147,9 @@ class LayerStack(nn.Module):
         return self.layer(layer).hidden_preactivation(self.up_pass(x, layer - 1))
 
     @property
+    @abc.abstractmethod
     def cfg(self) -> Any:
         """The stack's frozen config (``DBNConfig``, ``SDAEConfig``): its kind and its layers' configs."""
-        raise NotImplementedError(f"{type(self).__name__} defines no config")
 
     def config(self) -> dict[str, Any]:
         """JSON-able description ``{"kind", "layers": [layer config, ...]}``: :attr:`cfg` as a dict."""

@@ -8,6 +8,7 @@ and one momentum update, :func:`sgd_step`, for all three parameters of a layer.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
@@ -132,7 +133,7 @@ def sparsity_pull(h: Tensor, target: float, cost: float) -> Tensor:
 PARAMETERS = ("weight", "hidden_bias", "visible_bias")
 
 
-class LayerTrainer:
+class LayerTrainer(abc.ABC):
     """Momentum SGD on one sigmoid layer (an RBM or a DAE): what the greedy layer-wise loop drives.
 
     A subclass computes the batch's ascent directions in :meth:`step` and hands them to :meth:`_update`,
@@ -177,9 +178,9 @@ class LayerTrainer:
         self.examples_seen = 0
         self.velocities = {name: torch.zeros_like(getattr(layer, name)) for name in PARAMETERS}
 
+    @abc.abstractmethod
     def step(self, x: Tensor, generator: torch.Generator) -> float:
         """One parameter update on the batch ``x`` (batch, V); returns the batch's training loss."""
-        raise NotImplementedError
 
     @torch.no_grad()
     def _update(
@@ -224,7 +225,7 @@ class LayerTrainer:
         """Copies of the subclass's state under ``extra_state_keys``."""
         return {}
 
-    def _load_extra_state(self, state: Mapping[str, Tensor]) -> None:
+    def _load_extra_state(self, state: Mapping[str, Tensor]) -> None:  # noqa: B027 (a hook: none by default)
         """Validate, then restore, the subclass's keys of ``state``; change nothing if it raises."""
 
     def state_dict(self) -> dict[str, Tensor]:
