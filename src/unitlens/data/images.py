@@ -6,9 +6,10 @@ package ships. unitlens uses, by default, ten real photographs that come inside 
 with no setup. The files are located inside the installed packages and read with Pillow directly:
 ``skimage.data``'s functions are not called because they may try to download through pooch.
 
-Every loader returns (H, W) float64 grey images in [0, 1]; colour is turned into ITU-R 601 luma
+Every grey loader returns (H, W) float64 grey images in [0, 1]; colour is turned into ITU-R 601 luma
 (0.299 R + 0.587 G + 0.114 B, the weights of Pillow's ``"L"`` conversion) in float64, so no rounding to
-8 bits happens before whitening. Alpha channels are dropped.
+8 bits happens before whitening. The colour loaders (``read_rgb_image``, ``load_bundled_photos_rgb``) return
+(H, W, 3) float64 RGB in [0, 1], grey images replicated to three channels. Alpha channels are dropped.
 """
 
 from __future__ import annotations
@@ -127,6 +128,50 @@ def load_bundled_photos() -> list[np.ndarray]:
     Sizes range from 451x300 (chelsea) to 640x427 (rocket, china, flower); five are 512x512.
     """
     return [read_grey_image(path) for path in bundled_photo_paths()]
+
+
+# Pillow modes that hold one grey channel (with or without alpha): read by ``_to_grey``, then replicated.
+_GREY_MODES = frozenset({"1", "L", "LA", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
+
+
+def _to_rgb(image: Image.Image) -> np.ndarray:
+    """(H, W, 3) float64 RGB in [0, 1] from a Pillow image of any mode; grey is replicated, alpha dropped."""
+    if image.mode in _GREY_MODES:
+        # Grey read as ``read_grey_image`` reads it (16-bit and float scales kept), then copied to R, G, B.
+        return np.repeat(_to_grey(image)[:, :, None], 3, axis=2)
+    # RGB, RGBA, P (palette), CMYK, YCbCr, ...: Pillow converts to 8-bit RGB, dropping alpha.
+    return np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
+
+
+def read_rgb_image(path: str | Path) -> np.ndarray:
+    """Read one image file as (H, W, 3) float64 RGB in [0, 1]; grey images are replicated to 3 channels.
+
+    Raises:
+        UnitlensError: the file cannot be read as an image (naming the file).
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            rgb = _to_rgb(image)
+    except _READ_ERRORS as err:
+        raise UnitlensError(f"cannot read image {path}: {err}") from err
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.size == 0:
+        raise UnitlensError(
+            f"image {path} decoded to shape {rgb.shape}, expected a non-empty (H, W, 3) image"
+        )
+    if not np.isfinite(rgb).all():
+        raise UnitlensError(f"image {path} holds non-finite pixel values")
+    return np.clip(rgb, 0.0, 1.0)
+
+
+def load_bundled_photos_rgb() -> list[np.ndarray]:
+    """The ten bundled photographs, each (H, W, 3) float64 RGB in [0, 1], in ``BUNDLED_PHOTOS`` order.
+
+    The same files as ``load_bundled_photos``. camera, grass, gravel and brick are grey photographs: their
+    three channels are equal.
+    """
+    return [read_rgb_image(path) for path in bundled_photo_paths()]
 
 
 def image_files(folder: str | Path) -> list[Path]:

@@ -22,7 +22,12 @@ gives every input its own gradient. For a :class:`~unitlens.models.stack.LayerSt
 activation is the unit's pre-sigmoid input, computed by hand: the layers below with the sigmoid up-pass
 (full matrix products), the top layer only as a row-wise dot product with the gathered filters W[u(b)], and
 the gradient back-propagated by hand (dx = (delta * h(1 - h)) @ W, layer by layer). Any other
-``torch.nn.Module`` goes through autograd, the activation captured by a forward hook on a named module.
+``torch.nn.Module`` goes through autograd: any objective (``unitlens.visualize.objectives``: a unit on any
+axis, a direction, a logit, penalties, sums of them) reads the layers it needs through forward hooks.
+
+This is the ``paper`` recipe. The ``lucid`` recipe and any other combination of a parameterization,
+transforms and a ``torch.optim`` optimizer run in ``unitlens.visualize.feature_vis``, with the same
+batching and the same per-unit seeding; :func:`maximize_activation` is the one entry point for both.
 
 **Reproducibility.** Every unit's starts come from its own generator, seeded from one number drawn from the
 caller's generator and the unit's index. So a run on units [3, 7] and a run on unit 7 alone (with the
@@ -41,7 +46,6 @@ References:
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,8 +56,13 @@ from torch import Tensor, nn
 
 from unitlens.errors import UnitlensError
 from unitlens.models.stack import LayerStack
+from unitlens.visualize.feature_vis import TorchOptimizer, optimize_images
+from unitlens.visualize.objectives import Capture, Context, ForwardFn, Objective, Unit, as_objective
+from unitlens.visualize.parameterizations import Parameterization, Pixels
+from unitlens.visualize.recipe import Recipe, resolve_recipe
+from unitlens.visualize.seeding import draw_base_seed, unit_seed
+from unitlens.visualize.transforms import Transform
 
-CHANNEL_REDUCTIONS = ("center", "mean")
 # The step size is c * rho / median ||gradient at the starts||, c among these (spec, section 3).
 DEFAULT_LR_CANDIDATES = (0.1, 0.2, 0.5, 1.0)
 # Stationarity at which a restart stops by default: the gradient's component along the constraint is 1% of
@@ -67,7 +76,6 @@ _MAX_REJECTIONS = 10
 # Activations this close (relative) count as the same when picking a unit's best restart: far above float32
 # rounding of a matrix product (1e-6 relative), far below the gaps between distinct optima.
 BEST_RTOL = 1e-4
-_MASK64 = (1 << 64) - 1
 
 
 @dataclass(frozen=True)
@@ -91,6 +99,13 @@ class AMResult:
         stationarity: (U, R) at x*, the share of the gradient along the constraint (0 at an optimum).
         reference_gradient_norm: median ||gradient|| at the starts of the layer's reference units (the
             scale the step size is chosen from), whichever units were requested.
+        snapshot_steps: with a torch optimizer, the steps after which images were kept.
+        snapshots: (K, U, R, *image_shape) the images after each snapshot step (None: none asked for).
+
+    With a torch optimizer (the modern recipe) ``x`` is the parameterization's image, ``activation`` the
+    objective at it without transforms, ``steps`` the budget, ``converged`` False (no stopping rule),
+    ``stationarity`` NaN (no constraint surface), ``norm`` the parameterization's norm or NaN, and
+    ``history`` the objective at each step, under that step's transforms.
     """
 
     units: Tensor
@@ -105,6 +120,8 @@ class AMResult:
     start_gradient_norm: Tensor
     stationarity: Tensor
     reference_gradient_norm: float
+    snapshot_steps: tuple[int, ...] = ()
+    snapshots: Tensor | None = None
 
     def best_x(self) -> Tensor:
         """(U, *input_shape) each unit's best restart."""
@@ -187,55 +204,31 @@ class _StackObjective:
         return activation, delta
 
 
-class _StopForwardError(Exception):
-    """Raised by the hook once the target module has run: the layers above need not be computed."""
-
-
 class _ModuleObjective:
-    """Activation of a named module's output units or channels, through autograd and a forward hook.
-
-    The hook records the module's output on its first call in a forward pass and ends the pass there.
-    """
+    """Any objective on any module, through autograd: the layers it reads are captured by forward hooks
+    (:class:`~unitlens.visualize.objectives.Capture`), which end the forward pass once they have run."""
 
     def __init__(
-        self, model: nn.Module, module: nn.Module, name: str, input_shape: tuple[int, ...], reduce: str
+        self,
+        model: nn.Module,
+        objective: Objective,
+        input_shape: tuple[int, ...],
+        forward_fn: ForwardFn | None,
     ) -> None:
-        self.model = model
-        self.name = name
+        self.objective = objective
         self.input_shape = input_shape
         self.n_inputs = math.prod(input_shape)
-        self.reduce = reduce
-        self._output: Tensor | None = None
-        self._handle = module.register_forward_hook(self._hook)
+        self.capture = Capture(model, objective.layers(), forward_fn, input_shape)
         self.units = torch.empty(0, dtype=torch.long)
 
-    def _hook(self, module: nn.Module, inputs: object, output: object) -> None:
-        if not isinstance(output, Tensor):
-            raise UnitlensError(f"layer {self.name!r} returns {type(output).__name__}, expected one tensor")
-        self._output = output
-        raise _StopForwardError
-
     def remove(self) -> None:
-        self._handle.remove()
+        self.capture.remove()
 
-    def forward(self, x: Tensor) -> Tensor:
-        """The target module's output for inputs (n, *input_shape)."""
-        self._output = None
-        with contextlib.suppress(_StopForwardError):
-            self.model(x)
-        output, self._output = self._output, None
-        if output is None:
-            raise UnitlensError(f"layer {self.name!r} was not called by the model's forward pass")
-        return output
-
-    def n_units(self, output: Tensor) -> int:
-        """Units of an output (1, F) or channels of an output (1, C, *spatial)."""
-        if output.dim() < 2:
-            raise UnitlensError(
-                f"layer {self.name!r} gives an output of shape {tuple(output.shape)}; expected "
-                "(batch, features) or (batch, channels, *spatial)"
-            )
-        return int(output.shape[1])
+    def n_units(self, dtype: torch.dtype, device: torch.device) -> int | None:
+        """Owner indices the objective accepts, from one probe input of zeros."""
+        with torch.no_grad():
+            outputs = self.capture(torch.zeros(1, *self.input_shape, dtype=dtype, device=device))
+        return self.objective.n_units(outputs)
 
     def bind(self, units: Tensor) -> None:
         self.units = units
@@ -243,26 +236,14 @@ class _ModuleObjective:
     def keep(self, index: Tensor) -> None:
         self.units = self.units.index_select(0, index)
 
-    def select(self, output: Tensor) -> Tensor:
-        """(n, F) or (n, C, *spatial) output -> (n,) each input's unit (or channel centre / mean)."""
-        n = output.shape[0]
-        picked = output.reshape(n, output.shape[1], -1)[torch.arange(n, device=output.device), self.units]
-        if output.dim() == 2:
-            return picked[:, 0]
-        if self.reduce == "mean":
-            return picked.mean(dim=1)
-        centre = 0
-        for size in output.shape[2:]:
-            centre = centre * size + size // 2
-        return picked[:, centre]
-
     def evaluate(self, x: Tensor) -> tuple[Tensor, Tensor]:
         n = x.shape[0]
         leaf = x.reshape(n, *self.input_shape).detach().requires_grad_(True)
         with torch.enable_grad():
-            activation = self.select(self.forward(leaf))
+            context = Context(self.capture(leaf), leaf, self.units, self.units)
+            activation = self.objective.values(context)
             if not activation.requires_grad:
-                raise UnitlensError(f"the output of layer {self.name!r} does not depend on the input")
+                raise UnitlensError(f"the objective {self.objective!r} does not depend on the input")
             # Only the input's gradient: autograd.grad leaves the parameters' .grad untouched.
             (grad,) = torch.autograd.grad(activation.sum(), leaf, allow_unused=True)
         if grad is None:
@@ -271,14 +252,6 @@ class _ModuleObjective:
 
 
 # ------------------------------------------------------------------------------------------------ starts
-
-
-def _splitmix64(z: int) -> int:
-    """A 64-bit mixing function (Steele, Lea & Flood 2014): distinct inputs give unrelated seeds."""
-    z = (z + 0x9E3779B97F4A7C15) & _MASK64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return z ^ (z >> 31)
 
 
 class _Starts:
@@ -297,7 +270,7 @@ class _Starts:
         device: torch.device,
         generator_device: torch.device,
     ) -> None:
-        self.seeds = [_splitmix64(base_seed ^ _splitmix64(u)) for u in units]
+        self.seeds = [unit_seed(base_seed, u) for u in units]
         self.restarts = restarts
         self.n_inputs = n_inputs
         self.dtype = dtype
@@ -599,32 +572,60 @@ def best_restart(activation: Tensor, rtol: float = BEST_RTOL) -> Tensor:
 
 def maximize_activation(
     model: nn.Module,
-    layer: int | str | nn.Module,
+    layer: int | str | nn.Module | None = None,
     units: Sequence[int] | Tensor | None = None,
     *,
     restarts: int = 9,
-    norm: float,
+    generator: torch.Generator,
+    objective: Objective | None = None,
+    recipe: str | Recipe | None = None,
+    parameterization: Parameterization | None = None,
+    transforms: Transform | None = None,
+    optimizer: TorchOptimizer | None = None,
+    norm: float | None = None,
     learning_rate: float | None = None,
     lr_candidates: tuple[float, ...] = DEFAULT_LR_CANDIDATES,
     lr_selection_units: int | None = 36,
     max_steps: int = 1000,
     gtol: float | None = DEFAULT_GTOL,
     box: tuple[float, float] | None = None,
-    generator: torch.Generator,
     input_shape: Sequence[int] | None = None,
-    channel_reduce: str = "center",
+    unit_axis: int = 1,
+    channel_reduce: str | tuple[int, ...] = "center",
+    forward_fn: ForwardFn | None = None,
     chunk_size: int | None = None,
 ) -> AMResult:
-    """Find, for each unit, the inputs of norm ``norm`` that maximize its activation, from several starts.
+    """Find, for each unit, the inputs that maximize its activation (or any objective), from several starts.
+
+    Activation maximization is four parts (see ``unitlens.visualize.objectives``, ``parameterizations``,
+    ``transforms`` and ``feature_vis``): what each row maximizes (``objective``), how its image is built from
+    free parameters (``parameterization``), the random transforms applied at each step (``transforms``),
+    and the optimizer. ``recipe`` names a whole combination: ``"paper"`` (pixels under the norm ``norm``,
+    no transforms, the paper's projected gradient ascent: the default) or ``"lucid"`` (Fourier
+    parameterization with colour decorrelation, Lucid's standard transforms, Adam); the explicit arguments
+    replace the recipe's parts.
 
     Args:
         model: a :class:`LayerStack` (DBN, SDAE) or any ``torch.nn.Module``.
         layer: for a stack, the layer number (1-based, like the paper); otherwise the module whose output
-            holds the units, or its dotted name from ``model.named_modules()``.
-        units: indices of the units (or channels) to visualize; None means all of the layer's.
+            holds the units, or its dotted name from ``model.named_modules()``. It defines the default
+            objective ``Unit(layer, axis=unit_axis, reduce=channel_reduce)``; may be None with an objective.
+        units: indices of the units (or channels, or a Direction's rows) to visualize, each the owner of its
+            restarts' rows; None means all of them. An objective with no owner-dependent term gets one
+            "unit", 0.
         restarts: random starts per unit (the paper's 9).
-        norm: the norm constraint rho, typically the data set's mean input norm.
-        learning_rate: the initial step size of every restart; None picks it for the whole layer as
+        generator: seeds everything random (each unit's starts and transforms depend only on this
+            generator's state and the unit's index).
+        objective: what each row maximizes (``Unit``, ``Direction``, ``ClassLogit``, penalties, diversity
+            and their sums); not available for a stack, whose objective is computed by hand.
+        recipe: ``"paper"``, ``"lucid"`` or a :class:`~unitlens.visualize.recipe.Recipe`.
+        parameterization: builds the images from parameters (``Pixels``, ``Fourier``); None: the paper's
+            pixels, constrained to norm ``norm`` by projection.
+        transforms: applied to the images at every step (needs a torch optimizer).
+        optimizer: a :class:`~unitlens.visualize.feature_vis.TorchOptimizer`; None: the paper's projected
+            gradient ascent, configured by the arguments below.
+        norm: the norm constraint rho of the paper's pixels, typically the data set's mean input norm.
+        learning_rate: projected ascent's initial step size; None picks it for the whole layer as
             c * rho / median ||gradient|| at the starts of the layer's reference units (see
             ``lr_selection_units``), c among ``lr_candidates`` giving the highest mean final activation
             there. The result equals a run with ``learning_rate`` set to the chosen value.
@@ -634,32 +635,282 @@ def maximize_activation(
             whichever units are requested: the step size, and so every unit's result, is the same in a
             run on a subset of the layer as in a run on the whole layer. 36, the units the paper shows: a
             request of exactly those reuses the selection run.
-        max_steps: cap on gradient steps tried per restart (a rejected step counts).
-        gtol: stop a restart when the gradient's component along the constraint is at most ``gtol`` times
-            the gradient's norm (with a box: the projected-gradient mapping, see ``_stationarity``): x* is
-            then a constrained optimum to that precision. A step that would not raise the activation is
-            rejected and halves that restart's step size; 10 rejections in a row stop it too (a maximum to
-            float precision). None stops only at ``max_steps``.
-        box: optional (lo, hi) with lo <= 0 <= hi: after each step x is clamped to the box, then shrunk
-            onto the sphere if its norm exceeds rho (it may end up shorter than rho). The spec's default is
-            no box; the paper's comparison used [0, 1].
-        generator: seeds the starts (see the module docstring: each unit's starts depend only on this
-            generator's state and the unit's index).
-        input_shape: shape of one input, excluding the batch; required for a generic module, e.g.
-            (1, 28, 28). For a stack it defaults to (n_inputs,) and only reshapes the result.
-        channel_reduce: for a module whose output is (batch, C, *spatial), a channel's activation is its
-            centre value (``"center"``, element size // 2 along each spatial axis) or its spatial mean
-            (``"mean"``).
+        max_steps: projected ascent's cap on gradient steps tried per restart (a rejected step counts).
+        gtol: projected ascent stops a restart when the gradient's component along the constraint is at
+            most ``gtol`` times the gradient's norm (with a box: the projected-gradient mapping, see
+            ``_stationarity``): x* is then a constrained optimum to that precision. A step that would not
+            raise the activation is rejected and halves that restart's step size; 10 rejections in a row
+            stop it too (a maximum to float precision). None stops only at ``max_steps``.
+        box: projected ascent only: optional (lo, hi) with lo <= 0 <= hi: after each step x is clamped to
+            the box, then shrunk onto the sphere if its norm exceeds rho (it may end up shorter than rho).
+            The spec's default is no box; the paper's comparison used [0, 1].
+        input_shape: shape of one model input, excluding the batch; required for a generic module with the
+            paper's pixels, e.g. (1, 28, 28); defaults to the parameterization's shape otherwise (images of
+            another spatial size are resized to it). For a stack it defaults to (n_inputs,).
+        unit_axis: the axis of the layer's output that holds the units (1: features or channels; -1: the
+            last, e.g. a transformer block's (batch, tokens, D)).
+        channel_reduce: how the other non-batch axes of the output are reduced: the centre element
+            (``"center"``), the mean (``"mean"``) or a position tuple (e.g. ``(0,)``: the first token).
+        forward_fn: how to call the model on a batch of inputs, ``forward_fn(model, x)``, for a model whose
+            forward takes several inputs or a dict (default ``model(x)``).
         chunk_size: inputs per batch (None: all units x restarts at once); bounds memory, not results
-            (which agree up to float rounding of the matrix products, see the module docstring).
+            (which agree up to float rounding of the matrix products, see the module docstring). With a
+            torch optimizer, chunks hold whole units.
 
     Returns:
         An :class:`AMResult` holding every restart.
 
     Raises:
-        UnitlensError: an invalid layer, unit, norm or setting.
+        UnitlensError: an invalid layer, unit, norm or setting, or a model that fails on the given shape.
     """
     restarts = _check_count("restarts", restarts, 1)
+    if not isinstance(generator, torch.Generator):
+        raise UnitlensError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    if not isinstance(model, nn.Module):
+        raise UnitlensError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if chunk_size is not None:
+        chunk_size = _check_count("chunk_size", chunk_size, 1)
+    try:
+        Unit("", axis=unit_axis, reduce=channel_reduce)
+    except UnitlensError as error:
+        raise UnitlensError(f"unit_axis / channel_reduce: {error}") from error
+    if recipe is not None:
+        chosen_recipe = resolve_recipe(recipe, input_shape)
+        parameterization = (
+            parameterization if parameterization is not None else chosen_recipe.parameterization
+        )
+        transforms = transforms if transforms is not None else chosen_recipe.transforms
+        optimizer = optimizer if optimizer is not None else chosen_recipe.optimizer
+    if objective is not None:
+        objective = as_objective(objective)
+    modes = [(module, module.training) for module in model.modules()]
+    # inference_mode(False): under torch.inference_mode() no tensor would record its graph, and every
+    # activation would look independent of the input.
+    with torch.inference_mode(False):
+        try:
+            if (
+                optimizer is not None
+                or transforms is not None
+                or (parameterization is not None and not _is_sphere(parameterization))
+            ):
+                return _maximize_modern(
+                    model,
+                    layer,
+                    units,
+                    restarts=restarts,
+                    generator=generator,
+                    objective=objective,
+                    parameterization=parameterization,
+                    transforms=transforms,
+                    optimizer=optimizer,
+                    legacy=(learning_rate, box),
+                    input_shape=input_shape,
+                    unit_axis=unit_axis,
+                    channel_reduce=channel_reduce,
+                    forward_fn=forward_fn,
+                    chunk_size=chunk_size,
+                )
+            if parameterization is not None:
+                pixel_norm = getattr(parameterization, "norm", None)
+                if norm is not None and pixel_norm != norm:
+                    raise UnitlensError(
+                        f"norm={norm} disagrees with the parameterization's norm {pixel_norm}"
+                    )
+                norm = pixel_norm
+                if input_shape is None:
+                    input_shape = tuple(parameterization.shape)
+            return _maximize_paper(
+                model,
+                layer,
+                units,
+                restarts=restarts,
+                generator=generator,
+                objective=objective,
+                norm=norm,
+                learning_rate=learning_rate,
+                lr_candidates=lr_candidates,
+                lr_selection_units=lr_selection_units,
+                max_steps=max_steps,
+                gtol=gtol,
+                box=box,
+                input_shape=input_shape,
+                unit_axis=unit_axis,
+                channel_reduce=channel_reduce,
+                forward_fn=forward_fn,
+                chunk_size=chunk_size,
+            )
+        finally:
+            _restore_modes(model, modes)
+
+
+def _is_sphere(parameterization: Parameterization) -> bool:
+    """Pixels under a norm and nothing else: what the paper's projected ascent optimizes."""
+    return (
+        isinstance(parameterization, Pixels)
+        and parameterization.norm is not None
+        and parameterization.box is None
+    )
+
+
+def _restore_modes(model: nn.Module, modes: list[tuple[nn.Module, bool]]) -> None:
+    """Put every module back in its training mode through ``train(mode)``, so an overridden ``train()``
+    runs. Parents come before their children in ``modules()``, and ``train`` recurses, so a child whose
+    mode differs from its parent's is set after it."""
+    for module, mode in modes:
+        if module.training != mode:
+            module.train(mode)
+
+
+def _default_objective(
+    model: nn.Module, layer: object, unit_axis: int, channel_reduce: str | tuple[int, ...]
+) -> tuple[Objective, str]:
+    """``Unit(layer)`` on the module named or given by ``layer``, and a name for messages."""
+    if layer is None:
+        raise UnitlensError("give a layer (a module or its dotted name) or an objective")
+    _, name = _resolve_module(model, layer)
+    return Unit("" if name == "<model>" else name, axis=unit_axis, reduce=channel_reduce), name
+
+
+def _module_setup(
+    model: nn.Module,
+    layer: object,
+    units: Sequence[int] | Tensor | None,
+    objective: Objective | None,
+    shape: tuple[int, ...],
+    unit_axis: int,
+    channel_reduce: str | tuple[int, ...],
+    forward_fn: ForwardFn | None,
+) -> tuple[_ModuleObjective, list[int], int, torch.dtype, torch.device]:
+    """The objective evaluator of a generic module, the requested units and the number of units."""
+    if objective is None:
+        objective, where = _default_objective(model, layer, unit_axis, channel_reduce)
+    else:
+        where = "the objective"
+    dtype, device = _parameter_like(model)
+    # Evaluation mode: dropout and batch statistics would make every input depend on the others.
+    model.eval()
+    evaluator = _ModuleObjective(model, objective, shape, forward_fn)
+    try:
+        n_layer_units = evaluator.n_units(dtype, device)
+        if n_layer_units is None:  # no owner-dependent term: one "unit", a label
+            n_layer_units = 1
+        unit_list = _check_units(units, n_layer_units, f"layer {where!r}" if objective is None else where)
+    except BaseException:
+        evaluator.remove()
+        raise
+    return evaluator, unit_list, n_layer_units, dtype, device
+
+
+def _maximize_modern(
+    model: nn.Module,
+    layer: object,
+    units: Sequence[int] | Tensor | None,
+    *,
+    restarts: int,
+    generator: torch.Generator,
+    objective: Objective | None,
+    parameterization: Parameterization | None,
+    transforms: Transform | None,
+    optimizer: TorchOptimizer | None,
+    legacy: tuple[float | None, tuple[float, float] | None],
+    input_shape: Sequence[int] | None,
+    unit_axis: int,
+    channel_reduce: str | tuple[int, ...],
+    forward_fn: ForwardFn | None,
+    chunk_size: int | None,
+) -> AMResult:
+    """Feature visualization with a parameterization, transforms and a torch optimizer (``feature_vis``)."""
+    if isinstance(model, LayerStack):
+        raise UnitlensError(
+            "a DBN or SDAE is visualized with the paper's recipe (its objective is computed by hand); the "
+            "modern recipe takes any other torch.nn.Module"
+        )
+    if optimizer is None:
+        raise UnitlensError(
+            "transforms and non-pixel parameterizations need a torch optimizer: pass "
+            "optimizer=TorchOptimizer(...) or recipe='lucid'; the paper's projected ascent optimizes pixels "
+            "under a norm"
+        )
+    if not isinstance(optimizer, TorchOptimizer):
+        raise UnitlensError(f"optimizer must be a TorchOptimizer, got {type(optimizer).__name__}")
+    if any(value is not None for value in legacy):
+        raise UnitlensError(
+            "learning_rate and box configure the paper's projected ascent; with a torch optimizer set "
+            "TorchOptimizer(learning_rate=...) and Pixels(box=...)"
+        )
+    if parameterization is None:
+        raise UnitlensError(
+            "a torch optimizer needs a parameterization, e.g. Pixels(shape) or Fourier(shape)"
+        )
+    image_shape = tuple(parameterization.shape)
+    shape = _check_shape(input_shape, None) if input_shape is not None else image_shape
+    evaluator, unit_list, _, dtype, device = _module_setup(
+        model, layer, units, objective, shape, unit_axis, channel_reduce, forward_fn
+    )
+    evaluator.remove()
+    base_seed = draw_base_seed(generator)
+    n_units = len(unit_list)
+    run = optimize_images(
+        model,
+        evaluator.objective,
+        parameterization,
+        transforms,
+        optimizer,
+        units=unit_list,
+        restarts=restarts,
+        base_seed=base_seed,
+        input_shape=shape,
+        chunk=chunk_size if chunk_size is not None else n_units * restarts,
+        dtype=dtype,
+        device=device,
+        generator_device=generator.device,
+        forward_fn=forward_fn,
+    )
+    activation = run.activation.view(n_units, restarts)
+    norm = getattr(parameterization, "norm", None)
+    start_norm = run.start_gradient_norm.view(n_units, restarts)
+    return AMResult(
+        units=torch.tensor(unit_list, dtype=torch.long, device=device),
+        x=run.x.view(n_units, restarts, *image_shape),
+        activation=activation,
+        steps=torch.full((n_units, restarts), optimizer.steps, dtype=torch.long, device=device),
+        converged=torch.zeros(n_units, restarts, dtype=torch.bool, device=device),
+        history=run.history.view(-1, n_units, restarts),
+        best=best_restart(activation),
+        learning_rate=optimizer.learning_rate,
+        norm=float(norm) if norm is not None else math.nan,
+        start_gradient_norm=start_norm,
+        stationarity=torch.full_like(activation, math.nan),
+        reference_gradient_norm=float(start_norm.median()),
+        snapshot_steps=optimizer.snapshots,
+        snapshots=run.snapshots.view(len(optimizer.snapshots), n_units, restarts, *image_shape),
+    )
+
+
+def _maximize_paper(
+    model: nn.Module,
+    layer: object,
+    units: Sequence[int] | Tensor | None,
+    *,
+    restarts: int,
+    generator: torch.Generator,
+    objective: Objective | None,
+    norm: float | None,
+    learning_rate: float | None,
+    lr_candidates: tuple[float, ...],
+    lr_selection_units: int | None,
+    max_steps: int,
+    gtol: float | None,
+    box: tuple[float, float] | None,
+    input_shape: Sequence[int] | None,
+    unit_axis: int,
+    channel_reduce: str | tuple[int, ...],
+    forward_fn: ForwardFn | None,
+    chunk_size: int | None,
+) -> AMResult:
+    """The paper's projected gradient ascent on pixels under the norm (see the module docstring)."""
+    if norm is None:
+        raise UnitlensError("norm is required for the paper's recipe (pixels under a norm constraint)")
     norm = _check_number("norm", norm)
     max_steps = _check_count("max_steps", max_steps, 0)
     if gtol is not None:
@@ -675,8 +926,6 @@ def maximize_activation(
     if not lr_candidates:
         raise UnitlensError("lr_candidates must hold at least one positive constant")
     candidates = [_check_number("lr_candidates entry", c) for c in lr_candidates]
-    if chunk_size is not None:
-        chunk_size = _check_count("chunk_size", chunk_size, 1)
     if box is not None:
         if len(box) != 2:
             raise UnitlensError(f"box must be a pair (lo, hi), got {box!r}")
@@ -684,19 +933,17 @@ def maximize_activation(
         if not lo <= 0.0 <= hi or lo == hi:
             raise UnitlensError(f"box must satisfy lo <= 0 <= hi and lo < hi, got {box!r}")
         box = (lo, hi)
-    if channel_reduce not in CHANNEL_REDUCTIONS:
-        raise UnitlensError(f"channel_reduce must be one of {CHANNEL_REDUCTIONS}, got {channel_reduce!r}")
-    if not isinstance(generator, torch.Generator):
-        raise UnitlensError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-    if not isinstance(model, nn.Module):
-        raise UnitlensError(f"model must be a torch.nn.Module, got {type(model).__name__}")
 
-    objective: _StackObjective | _ModuleObjective
+    evaluator: _StackObjective | _ModuleObjective
     run: _Run | None = None
     hooked: _ModuleObjective | None = None
-    modes = [(module, module.training) for module in model.modules()]
     try:
         if isinstance(model, LayerStack):
+            if objective is not None:
+                raise UnitlensError(
+                    "a DBN or SDAE maximizes its units' pre-sigmoid input, computed by hand; custom "
+                    "objectives take any other torch.nn.Module"
+                )
             if isinstance(layer, bool) or not isinstance(layer, int) or not 1 <= layer <= model.n_layers:
                 raise UnitlensError(
                     f"layer must be an int in 1..{model.n_layers} (1-based) for this stack, got {layer!r}"
@@ -704,28 +951,28 @@ def maximize_activation(
             shape = _check_shape(input_shape, model.n_inputs)
             n_layer_units = model.layer_sizes[layer]
             unit_list = _check_units(units, n_layer_units, f"layer {layer}")
-            objective = _StackObjective(model, layer)
+            evaluator = _StackObjective(model, layer)
             dtype, device = model.dtype, model.device
         else:
             if input_shape is None:
                 raise UnitlensError("input_shape is required for a generic module, e.g. (1, 28, 28)")
             shape = _check_shape(input_shape, None)
-            module, name = _resolve_module(model, layer)
-            dtype, device = _parameter_like(model)
-            # Evaluation mode: dropout and batch statistics would make every input depend on the others.
-            model.eval()
-            objective = hooked = _ModuleObjective(model, module, name, shape, channel_reduce)
-            with torch.no_grad():
-                probe = objective.forward(torch.zeros(1, *shape, dtype=dtype, device=device))
-            n_layer_units = objective.n_units(probe)
-            unit_list = _check_units(units, n_layer_units, f"layer {name!r}")
+            hooked, unit_list, n_layer_units, dtype, device = _module_setup(
+                model, layer, units, objective, shape, unit_axis, channel_reduce, forward_fn
+            )
+            if hooked.objective.couples_restarts():
+                raise UnitlensError(
+                    "Diversity couples the restarts of a unit, which the paper's projected ascent (one "
+                    "accept/reject per restart) cannot follow; use a torch optimizer"
+                )
+            evaluator = hooked
 
-        base_seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device).item())
+        base_seed = draw_base_seed(generator)
 
         def rows_of(unit_ids: list[int]) -> tuple[_Starts, Tensor]:
             """Each unit's starts (seeded by the unit's index alone) and the owner of each input row."""
             unit_starts = _Starts(
-                base_seed, unit_ids, restarts, objective.n_inputs, dtype, device, generator.device
+                base_seed, unit_ids, restarts, evaluator.n_inputs, dtype, device, generator.device
             )
             ids = torch.tensor(unit_ids, dtype=torch.long, device=device)
             return unit_starts, ids.repeat_interleave(restarts)
@@ -738,7 +985,7 @@ def maximize_activation(
 
         def ascend(rate: float, unit_starts: _Starts = starts, rows: Tensor = owners) -> _Run:
             return _ascend(
-                objective,
+                evaluator,
                 unit_starts,
                 rows,
                 learning_rate=rate,
@@ -753,7 +1000,7 @@ def maximize_activation(
             # The layer's scale of gradients, on its reference units whatever was requested: it sets the
             # step size and tells flat units apart (AMResult.reference_gradient_norm).
             median = float(
-                _gradient_norms(objective, reference_starts, reference_owners, norm, box, chunk).median()
+                _gradient_norms(evaluator, reference_starts, reference_owners, norm, box, chunk).median()
             )
             if learning_rate is not None:
                 run = ascend(learning_rate)
@@ -784,8 +1031,6 @@ def maximize_activation(
     finally:
         if hooked is not None:
             hooked.remove()
-        for module, mode in modes:
-            module.training = mode
 
     assert run is not None and learning_rate is not None
     n_units = len(unit_list)
