@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import io
 import math
 import time
 from collections.abc import Iterator
@@ -255,9 +256,20 @@ def main(argv: list[str] | None = None) -> None:
         "--seed", type=int, default=0, help="seed of the crops, the weights and the batch order"
     )
     parser.add_argument("--limit", type=int, default=None, help=f"train on N crops instead of {N_TRAIN:,}")
+    parser.add_argument(
+        "--crops",
+        type=Path,
+        default=None,
+        help="also write 2,000 held-out crops to this .npz (array x), for `unitlens visualize --data`",
+    )
     args = parser.parse_args(argv)
     try:
         result = train(args.out, epochs=args.epochs, seed=args.seed, limit=args.limit)
+        if args.crops is not None:
+            images, labels = crops(2000, seed=args.seed + 1, split="test")
+            buffer = io.BytesIO()
+            np.savez(buffer, x=images.numpy(), y=labels.numpy())
+            write_bytes(args.crops, buffer.getvalue())
     except UnitlensError as err:
         raise SystemExit(f"error: {err}") from None
     error, seconds = result["test_error"], result["seconds"]

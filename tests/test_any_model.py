@@ -79,7 +79,7 @@ def test_inputs_from_an_npz_in_every_layout(tmp_path: Path) -> None:
     with pytest.raises(UnitlensError, match="named 'x' or 'images'"):
         load_inputs(tmp_path / "c.npz", (12,))
     (tmp_path / "d.npz").write_bytes(b"not a zip")
-    with pytest.raises(UnitlensError, match="d.npz: cannot read it"):
+    with pytest.raises(UnitlensError, match=r"d\.npz: cannot read it"):
         load_inputs(tmp_path / "d.npz", (12,))
     with pytest.raises(UnitlensError, match="no such file"):
         load_inputs(tmp_path / "missing.npz", (12,))

@@ -126,6 +126,117 @@ def test_files_of_the_earlier_writer_still_load(tmp_path: Path) -> None:
     assert back.to_arrays().keys() == arrays.keys()
 
 
+def test_earlier_run_folders_keep_loading_exactly_as_before(tmp_path: Path) -> None:
+    # Grey (H, W) image_shape, lc present, no layer_names: the arrays, the shape and the derived sizes are
+    # what they were before colour images and user models existed.
+    arrays = stack_arrays()
+    np.savez(tmp_path / "mnist-dbn.npz", **arrays)  # type: ignore[arg-type]
+    back = StackResults.load(tmp_path / "mnist-dbn.npz")
+    assert back.image_shape == SHAPE and back.channels == 1 and back.spatial == SHAPE and back.n_inputs == D
+    assert back.layer_names is None and back.layer_name(2) == "layer 2"
+    assert back.recipe is None and back.model_description is None
+    assert back.layers[2].lc is not None and back.layers[2].lc_vs_am is not None
+    flat = back.to_arrays()
+    assert set(flat) == set(arrays)  # no key added (layer_names) or dropped
+    for k, v in arrays.items():
+        assert flat[k].dtype == v.dtype and np.array_equal(flat[k], v, equal_nan=True), k
+
+
+def _user_model_arrays(shape: tuple[int, ...] = (3, 4, 5)) -> dict[str, np.ndarray]:
+    """A user model's arrays: (C, H, W) images, no lc / lc_vs_am, all-NaN stationarity, never converged."""
+    d = int(np.prod(shape))
+    rng = np.random.default_rng(7)
+    arrays = {k: v for k, v in stack_arrays(optional=False).items() if not k.endswith(("/lc", "/lc_vs_am"))}
+    arrays["image_shape"] = np.array(shape, dtype=np.int64)
+    for j in (1, 2):
+        arrays[f"layer{j}/am_x"] = rng.normal(size=(U, R, d)).astype(np.float32)
+        arrays[f"layer{j}/exemplars"] = rng.uniform(size=(U, N, d)).astype(np.float32)
+        arrays[f"layer{j}/am_stationarity"] = np.full((U, R), np.nan, np.float32)
+        arrays[f"layer{j}/am_converged"] = np.zeros((U, R), np.int64)
+    del arrays["layer2/selectivity"]  # a layer too small for a selectivity matrix has none
+    return arrays
+
+
+def test_rgb_image_shape_layer_names_and_no_lc_round_trip(tmp_path: Path) -> None:
+    arrays = _user_model_arrays() | {"layer_names": np.array(["conv1", "features.3"])}
+    summary = {"model": "a small CNN", "recipe": "lucid", "layers": [{"layer": 1}, {"layer": 2}]}
+    original = StackResults.from_arrays(arrays, summary=summary)
+    assert original.image_shape == (3, 4, 5) and original.channels == 3 and original.spatial == (4, 5)
+    assert original.n_inputs == 60
+    assert [original.layer_name(j) for j in (1, 2)] == ["conv1", "features.3"]
+    assert original.recipe == "lucid" and original.model_description == "a small CNN"
+    path = original.save(tmp_path / "results" / "model-lucid.npz")
+    back = StackResults.load(path)
+    assert back == original
+    assert back.image_shape == (3, 4, 5) and back.layers[1].lc is None and back.layers[2].selectivity is None
+    assert np.isnan(back.layers[1].am_stationarity).all()  # type: ignore[arg-type]
+    assert back.layer_name(2) == "features.3" and back.recipe == "lucid"
+    # On disk the names are a plain unicode array: they load without pickle.
+    with np.load(path, allow_pickle=False) as f:
+        assert f["layer_names"].dtype.kind == "U" and f["layer_names"].tolist() == ["conv1", "features.3"]
+        assert f["image_shape"].tolist() == [3, 4, 5]
+    # The names take part in equality; a sequence of strings is stored as the same array.
+    assert StackResults.from_arrays(
+        arrays | {"layer_names": np.array(["a", "b"])}
+    ) != StackResults.from_arrays(arrays)
+    listed = StackResults(
+        image_shape=(3, 4, 5), layers=dict(back.layers), layer_names=["conv1", "features.3"]
+    )
+    assert listed.layer_name(1) == "conv1"
+    # One grey channel (1, H, W) is a grey image.
+    grey = StackResults.from_arrays(_user_model_arrays((1, 4, 5)))
+    assert grey.channels == 1 and grey.spatial == (4, 5) and grey.n_inputs == D
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"image_shape": np.array([2, 4, 5])},
+            r"field image_shape .* has 2 channels, expected 1 \(grey\) or 3",
+        ),
+        (
+            {"image_shape": np.array([3, 1, 4, 5])},
+            r"field image_shape must be \(height, width\) or \(channels",
+        ),
+        (
+            {"image_shape": np.array([3, 0, 5])},
+            r"field image_shape must be .* positive integers, got \[3, 0, 5\]",
+        ),
+        ({"image_shape": np.array([0, 0])}, r"field image_shape must be .* positive integers"),
+        ({"image_shape": np.array([3.0, 4.0, 5.0])}, r"field image_shape must be .* integers"),
+        (
+            {"image_shape": np.array([1, 4, 5])},
+            r"field layer1/am_x has shape \(5, 3, 60\), expected .* = \(5, 3, 20\)",
+        ),
+        ({"layer_names": np.array(["conv1"])}, r"field layer_names has 1 names for 2 layers"),
+        ({"layer_names": np.array(["a", "b", "c"])}, r"field layer_names has 3 names for 2 layers"),
+        ({"layer_names": np.array([1, 2])}, r"field layer_names must be a \(L,\) array of strings"),
+        ({"layer_names": np.array([b"a", b"b"])}, r"field layer_names must be a \(L,\) array of strings"),
+        ({"layer_names": np.array([["a", "b"]])}, r"field layer_names must be a \(L,\) array"),
+        ({"layer_names": np.array(["a", "a"])}, r"field layer_names must be distinct non-empty names"),
+        ({"layer_names": np.array(["a", " "])}, r"field layer_names must be distinct non-empty names"),
+    ],
+)
+def test_bad_image_shapes_and_layer_names_are_refused_naming_the_field(
+    tmp_path: Path, change: dict[str, np.ndarray], message: str
+) -> None:
+    path = _write(tmp_path, _user_model_arrays() | change)
+    assert re.search(message, _load_error(path)), _load_error(path)
+
+
+def test_a_summary_model_or_recipe_that_is_not_a_string_is_refused(tmp_path: Path) -> None:
+    path = StackResults.from_arrays(_user_model_arrays()).save(tmp_path / "model-paper.npz")
+    summary = path.with_suffix(".json")
+    for key in ("model", "recipe"):
+        summary.write_text(json.dumps({key: 3, "layers": [{"layer": 1}]}))
+        with pytest.raises(UnitlensError, match=rf"model-paper\.json: field '{key}' must be a string, got 3"):
+            StackResults.load(path)
+    summary.write_text(json.dumps({"model": "", "recipe": "paper", "layers": []}))
+    back = StackResults.load(path)
+    assert back.model_description is None and back.recipe == "paper"  # an empty description is none
+
+
 def test_save_arrays_validates_before_writing(tmp_path: Path) -> None:
     bad = stack_arrays()
     bad["layer2/am_x"] = bad["layer2/am_x"][:, :, :-1]
@@ -168,7 +279,10 @@ def test_a_wrong_shaped_am_x_names_the_file_the_field_and_the_expected_shape(tmp
         ({"layer2/units": None}, r"field layer2/units is missing"),
         ({"layer1/am_history": None}, r"field layer1/am_history is missing"),
         ({"image_shape": None}, r"field image_shape is missing"),
-        ({"image_shape": np.array([4, 5, 1])}, r"field image_shape must be two positive integers"),
+        (
+            {"image_shape": np.array([4, 5, 1])},
+            r"field image_shape \(channels, height, width\) has 4 channels, expected 1 \(grey\) or 3 \(RGB\)",
+        ),
         (
             {"layer2/lc": np.zeros((U + 1, D), np.float32)},
             r"field layer2/lc has shape \(6, 20\), expected \(U, d\)",

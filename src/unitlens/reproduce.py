@@ -365,8 +365,13 @@ def _add_filter_match(summary_path: Path, dbn: LayerStack, sdae: LayerStack) -> 
 
 
 def render_run(run_dir: Path) -> Path:
-    """Claims (when the run has summaries), figures and report, from ``run_dir/results`` alone."""
-    from unitlens.render.figures import read_finetune, write_figures
+    """Claims (when the run has the paper's stacks), figures and report, from ``run_dir/results`` alone.
+
+    The claims are the paper's (section 7), measured on its DBN/SDAE stacks (``mnist-dbn``, ...): a run
+    folder of a user's model (``results/NAME-RECIPE.npz``, ``unitlens visualize --model``) gets figures and
+    a report without them, and the report says there are none for the model.
+    """
+    from unitlens.render.figures import is_paper_stack, read_finetune, write_figures
     from unitlens.render.report import write_report
     from unitlens.results import read_summary
 
@@ -374,8 +379,13 @@ def render_run(run_dir: Path) -> Path:
     if not results.is_dir():
         raise UnitlensError(f"{run_dir} has no results/ folder: is it a unitlens run folder?")
     try:
-        # The study's summaries (unitlens.results' format, validated, naming a damaged file).
-        summaries = {path.stem: read_summary(path) for path in sorted(results.glob("*-*.json"))}
+        # The paper stacks' summaries (unitlens.results' format, validated, naming a damaged file); a user
+        # model's NAME-RECIPE.json is read with its results, by the figures and the report.
+        summaries = {
+            path.stem: read_summary(path)
+            for path in sorted(results.glob("*-*.json"))
+            if is_paper_stack(path.stem)
+        }
         finetune_path = results / "finetune.json"
         finetune = read_finetune(finetune_path) if finetune_path.exists() else None
     except UnitlensError as exc:

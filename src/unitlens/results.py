@@ -8,7 +8,8 @@ whatever holds a :class:`StackResults` may trust it. :meth:`StackResults.save` i
 uncompressed ``.npz``; reading never unpickles).
 
 On disk, keys are ``layer{j}/{name}``; every image array ends with the flattened input dimension d
-(reshape with ``image_shape``). Per layer j (U studied units, R restarts, T steps, S samples, N exemplars,
+(reshape with ``image_shape``: ``(H, W)`` grey, or ``(C, H, W)`` channel-major with C = 1 grey or 3 RGB).
+Per layer j (U studied units, R restarts, T steps, S samples, N exemplars,
 Us units of the selectivity matrix, d inputs); "opt." marks a field that may be absent:
 
 =============================  ==================  ==========================================================
@@ -23,39 +24,51 @@ am_stationarity (opt.)         (U, R)              share of the gradient along t
 am_start_gradient_norm (opt.)  (U, R)              ||gradient|| at each start
 am_history                     (T, U, R)           activation after each step
 am_best                        (U,)                best restart per unit
-lc                             (U, d)              linear combination of lower filters
+lc (opt.)                      (U, d)              linear combination of lower filters (stacks only)
 samples, samples_mean (opt.)   (U, S, d), (U, d)   DBN, j >= 2: clamped samples and their mean
 exemplars                      (U, N, d)           the N training inputs that most activate the unit
 exemplar_activations           (U, N)              their pre-sigmoid activations
-selectivity                    (Us, Us)            selectivity matrix, columns divided by their sums
+selectivity (opt.)             (Us, Us)            selectivity matrix, columns divided by their sums
 selectivity_margin (opt.)      (Us,)               per row: diagonal minus the largest other entry
 exemplar_selectivity (opt.)    (Us, Us)            the same with each unit's top exemplar as its pattern
 control_selectivity (opt.)     (Us, Us)            the same for the shuffled-weights control (j >= 2)
 flat, dead (opt.)              (U,)                1: AM image is not a feature (dead or plateau); dead
 restart_mean_cosine            (U,)                mean pairwise cosine of the restarts
 energy_concentration           (U,)                fraction of x*'s energy in its 10 largest pixels
-lc_vs_am                       (U,)                Pearson correlation with the AM image (NaN: undefined)
+lc_vs_am (opt.)                (U,)                Pearson correlation with the AM image (NaN: undefined)
 samples_vs_am (opt.)           (U,)                the same for the mean of the clamped samples
 =============================  ==================  ==========================================================
 
 ``am_stationarity``, ``am_start_gradient_norm`` and ``selectivity_margin`` are absent from results written
-before they existed; such run folders still load. Us <= U. Images, the selectivity matrices (in [0, 1]) and
-the activations must be finite; correlations and cosines may be NaN where undefined.
+before they existed; such run folders still load. A user's own model (``unitlens.model_study``) has no
+``lc`` / ``lc_vs_am`` (no linear combination of filters), no clamped samples, and no selectivity matrix for a
+layer with fewer than 2 studied units; its ``am_stationarity`` is all NaN and ``am_converged`` all 0 under a
+recipe without a constraint surface (``lucid``). Us <= U. Images, the selectivity matrices (in [0, 1]) and
+the activations must be finite; correlations, cosines and the stationarity may be NaN where undefined.
 
-Top-level keys: ``image_shape`` (2,), and ``pixel_mean`` / ``pixel_scale`` (d,) for standardised data.
+Top-level keys:
+
+- ``image_shape`` (2,) ``(H, W)`` or (3,) ``(C, H, W)`` with C in {1, 3}; d = its product;
+- ``pixel_mean`` / ``pixel_scale`` (d,) for standardised data (opt.);
+- ``layer_names`` (L,) numpy unicode (``np.str_``) array, one display name per layer in ascending layer
+  number order (``"conv1"``, ``"features.3"``), for a user's model (opt.; without it layers are "layer j").
 
 Beside ``NAME.npz``, ``NAME.json`` holds the study's summary ``{"layers": [{"layer": j, ...}, ...], ...}``:
 the figures computed by the study with its own thresholds, which the claims (``analysis.claims``) and the
-report read (:func:`read_summary`). ``StackResults.summary`` carries it; ``save`` writes it when present.
+report read (:func:`read_summary`). ``StackResults.summary`` carries it; ``save`` writes it when present. A
+user model's summary may also carry top-level ``"model"`` (a description string) and ``"recipe"``
+(``"paper"``, ``"lucid"``, ...), read by :attr:`StackResults.model_description` and
+:attr:`StackResults.recipe`.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
 import re
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -65,10 +78,20 @@ import numpy as np
 from unitlens.atomic import write_bytes, write_text
 from unitlens.errors import UnitlensError
 
-__all__ = ["LayerResults", "StackResults", "load_arrays", "read_summary", "save_arrays"]
+__all__ = [
+    "CHANNELS",
+    "ImageShape",
+    "LayerResults",
+    "StackResults",
+    "load_arrays",
+    "read_summary",
+    "save_arrays",
+]
 
 _LAYER_KEY = re.compile(r"^layer(\d+)/(\w+)$")
-_TOP_KEYS = ("image_shape", "pixel_mean", "pixel_scale")
+_TOP_KEYS = ("image_shape", "pixel_mean", "pixel_scale", "layer_names")
+CHANNELS = (1, 3)
+"""The channel counts an image may have: grey or RGB."""
 
 
 def _spec(shape: str, kind: str, *, finite: bool = False, unit_range: bool = False) -> dict[str, Any]:
@@ -83,13 +106,14 @@ _KINDS = {"int": "iu", "flag": "biu", "float": "f"}
 _KIND_WORDS = {"int": "integers", "flag": "flags (0 or 1)", "float": "floating-point numbers"}
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class LayerResults:
     """One layer's results: one numpy array per key of the table in the module docstring.
 
     Arrays keep the dtype they were computed or stored with (float32 images, int64 indices). A
     ``LayerResults`` is validated when it is put into a :class:`StackResults` (which knows d and the
-    layer's name for messages).
+    layer's name for messages). Fields are keyword-only, so optional ones (default None) can keep the
+    table's order.
     """
 
     units: np.ndarray = field(metadata=_spec("U", "int"))
@@ -99,13 +123,15 @@ class LayerResults:
     am_converged: np.ndarray = field(metadata=_spec("U R", "flag"))
     am_history: np.ndarray = field(metadata=_spec("T U R", "float"))
     am_best: np.ndarray = field(metadata=_spec("U", "int"))
-    lc: np.ndarray = field(metadata=_spec("U d", "float", finite=True))
+    lc: np.ndarray | None = field(default=None, metadata=_spec("U d", "float", finite=True))
     exemplars: np.ndarray = field(metadata=_spec("U N d", "float", finite=True))
     exemplar_activations: np.ndarray = field(metadata=_spec("U N", "float"))
-    selectivity: np.ndarray = field(metadata=_spec("Us Us", "float", finite=True, unit_range=True))
+    selectivity: np.ndarray | None = field(
+        default=None, metadata=_spec("Us Us", "float", finite=True, unit_range=True)
+    )
     restart_mean_cosine: np.ndarray = field(metadata=_spec("U", "float"))
     energy_concentration: np.ndarray = field(metadata=_spec("U", "float"))
-    lc_vs_am: np.ndarray = field(metadata=_spec("U", "float"))
+    lc_vs_am: np.ndarray | None = field(default=None, metadata=_spec("U", "float"))
     am_stationarity: np.ndarray | None = field(default=None, metadata=_spec("U R", "float"))
     am_start_gradient_norm: np.ndarray | None = field(default=None, metadata=_spec("U R", "float"))
     selectivity_margin: np.ndarray | None = field(default=None, metadata=_spec("Us", "float"))
@@ -214,17 +240,24 @@ class LayerResults:
     __hash__ = None  # type: ignore[assignment]
 
 
+ImageShape = tuple[int, int] | tuple[int, int, int]
+"""One input's shape: ``(H, W)`` grey, or ``(C, H, W)`` with C in :data:`CHANNELS` (channel-major)."""
+
+
 @dataclass(frozen=True, eq=False)
 class StackResults:
-    """One trained stack's results, validated on creation (see the module docstring).
+    """One trained stack's (or user model's) results, validated on creation (see the module docstring).
 
     Attributes:
-        image_shape: (height, width) of one input; d = height * width.
+        image_shape: ``(height, width)`` of one grey input, or ``(channels, height, width)`` with channels
+            1 or 3; d = the product. Image arrays are flattened channel-major (``reshape(C, H, W)``).
         layers: layer number (1-based) -> its results, ascending.
         pixel_mean, pixel_scale: (d,) the standardisation of the data (``x * scale + mean`` gives pixels),
             or None for data shown as is.
         summary: the study's summary (``NAME.json``: ``{"layers": [{"layer": j, ...}], ...}``), or None.
         source: where the results came from, for messages (the file, or "results"); not compared.
+        layer_names: (L,) one display name per layer, in ascending layer order (a numpy ``np.str_`` array,
+            or any sequence of strings, stored as the array), or None: layers are called "layer j".
 
     Raises:
         UnitlensError: on creation, when a field breaks the format; the message names ``source`` and the
@@ -232,12 +265,13 @@ class StackResults:
             (U, R, d) = (5, 3, 36)"``.
     """
 
-    image_shape: tuple[int, int]
+    image_shape: ImageShape
     layers: dict[int, LayerResults]
     pixel_mean: np.ndarray | None = None
     pixel_scale: np.ndarray | None = None
     summary: dict[str, Any] | None = None
     source: str = "results"
+    layer_names: np.ndarray | Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         src = self.source
@@ -263,13 +297,43 @@ class StackResults:
                 raise UnitlensError(f"{src}: layer {j} must be a LayerResults, got {type(layer).__name__}")
             layer.check(f"{src}: field layer{j}/", d)
         object.__setattr__(self, "layers", dict(sorted(self.layers.items())))
+        if self.layer_names is not None:
+            object.__setattr__(self, "layer_names", _layer_names(self.layer_names, src, len(self.layers)))
         if self.summary is not None:
             _check_summary(self.summary, src, self.layers)
 
     @property
     def n_inputs(self) -> int:
-        """d, the flattened input dimension."""
-        return self.image_shape[0] * self.image_shape[1]
+        """d, the flattened input dimension (the product of ``image_shape``)."""
+        return math.prod(self.image_shape)
+
+    @property
+    def channels(self) -> int:
+        """C: 1 for grey images (``(H, W)`` or ``(1, H, W)``), 3 for RGB."""
+        return self.image_shape[0] if len(self.image_shape) == 3 else 1
+
+    @property
+    def spatial(self) -> tuple[int, int]:
+        """``(H, W)``, the image's height and width whatever its channels."""
+        return self.image_shape[-2], self.image_shape[-1]
+
+    def layer_name(self, j: int) -> str:
+        """Layer ``j``'s display name: its entry of ``layer_names`` (``"conv1"``), else ``"layer j"``."""
+        if self.layer_names is not None and j in self.layers:
+            return str(self.layer_names[list(self.layers).index(j)])
+        return f"layer {j}"
+
+    @property
+    def recipe(self) -> str | None:
+        """The summary's ``"recipe"`` (how AM was run, e.g. ``"lucid"``), or None."""
+        value = (self.summary or {}).get("recipe")
+        return value if isinstance(value, str) and value else None
+
+    @property
+    def model_description(self) -> str | None:
+        """The summary's ``"model"``, a description of a user's model, or None (empty counts as absent)."""
+        value = (self.summary or {}).get("model")
+        return value if isinstance(value, str) and value else None
 
     def layer(self, j: int) -> LayerResults:
         """Layer ``j``'s results (``UnitlensError`` naming the source when the stack has none)."""
@@ -288,6 +352,8 @@ class StackResults:
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The flat ``{key: array}`` mapping of the ``.npz`` file (keys ``image_shape``, ``layer{j}/...``)."""
         out: dict[str, np.ndarray] = {"image_shape": np.array(self.image_shape, dtype=np.int64)}
+        if self.layer_names is not None:
+            out["layer_names"] = np.asarray(self.layer_names)
         if self.pixel_mean is not None:
             out["pixel_mean"] = self.pixel_mean
         if self.pixel_scale is not None:
@@ -307,7 +373,10 @@ class StackResults:
     ) -> StackResults:
         """Parse and validate the flat mapping of a ``.npz`` file (the inverse of :meth:`to_arrays`)."""
         if "image_shape" not in arrays:
-            raise UnitlensError(f"{source}: field image_shape is missing (expected (height, width))")
+            raise UnitlensError(
+                f"{source}: field image_shape is missing "
+                "(expected (height, width) or (channels, height, width))"
+            )
         per_layer: dict[int, dict[str, np.ndarray]] = {}
         for key, value in arrays.items():
             if key in _TOP_KEYS:
@@ -322,7 +391,7 @@ class StackResults:
         layers = {
             j: LayerResults.from_arrays(a, where=f"{source}: field layer{j}/") for j, a in per_layer.items()
         }
-        mean, scale = arrays.get("pixel_mean"), arrays.get("pixel_scale")
+        mean, scale, names = arrays.get("pixel_mean"), arrays.get("pixel_scale"), arrays.get("layer_names")
         return cls(
             image_shape=_image_shape(arrays["image_shape"], source),
             layers=layers,
@@ -330,6 +399,7 @@ class StackResults:
             pixel_scale=None if scale is None else np.asarray(scale),
             summary=summary,
             source=source,
+            layer_names=None if names is None else np.asarray(names),
         )
 
     # ------------------------------------------------------------------------------------- files
@@ -380,20 +450,55 @@ class StackResults:
             and all(self.layers[j] == other.layers[j] for j in self.layers)
             and _same(self.pixel_mean, other.pixel_mean)
             and _same(self.pixel_scale, other.pixel_scale)
+            and _names(self.layer_names) == _names(other.layer_names)
             and _json(self.summary) == _json(other.summary)
         )
 
     __hash__ = None  # type: ignore[assignment]
 
 
-def _image_shape(value: Any, source: str) -> tuple[int, int]:
+def _image_shape(value: Any, source: str) -> ImageShape:
+    """``(H, W)`` or ``(C, H, W)`` as a tuple of ints, checked: positive integers, C in ``CHANNELS``."""
     shape = np.asarray(value)
-    if shape.shape != (2,) or shape.dtype.kind not in "iu" or (shape < 1).any():
+    if shape.shape not in ((2,), (3,)) or shape.dtype.kind not in "iu" or (shape < 1).any():
         raise UnitlensError(
-            f"{source}: field image_shape must be two positive integers (height, width), "
-            f"got {shape.tolist()!r}"
+            f"{source}: field image_shape must be (height, width) or (channels, height, width), positive "
+            f"integers, got {shape.tolist()!r}"
         )
-    return int(shape[0]), int(shape[1])
+    if shape.shape == (2,):
+        return int(shape[0]), int(shape[1])
+    if int(shape[0]) not in CHANNELS:
+        raise UnitlensError(
+            f"{source}: field image_shape (channels, height, width) has {int(shape[0])} channels, "
+            f"expected 1 (grey) or 3 (RGB), got {shape.tolist()!r}"
+        )
+    return int(shape[0]), int(shape[1]), int(shape[2])
+
+
+def _layer_names(value: Any, source: str, n_layers: int) -> np.ndarray:
+    """``value`` as an ``(L,)`` unicode array of distinct non-empty names, one per layer."""
+    names = np.asarray(value)
+    # Only a unicode array loads without pickle (an object array would not); bytes are refused too, so
+    # every writer stores the same dtype.
+    if names.dtype.kind != "U" or names.ndim != 1:
+        raise UnitlensError(
+            f"{source}: field layer_names must be a (L,) array of strings (numpy dtype str), "
+            f"got {names.dtype} {names.shape}"
+        )
+    if names.shape[0] != n_layers:
+        raise UnitlensError(
+            f"{source}: field layer_names has {names.shape[0]} names for {n_layers} layers "
+            "(one per layer, in ascending layer order)"
+        )
+    listed = [str(n) for n in names]
+    if any(not n.strip() for n in listed) or len(set(listed)) != len(listed):
+        raise UnitlensError(f"{source}: field layer_names must be distinct non-empty names, got {listed!r}")
+    return names
+
+
+def _names(value: np.ndarray | Sequence[str] | None) -> list[str] | None:
+    # Compared as strings: "<U5" and "<U8" arrays of the same names are the same names.
+    return None if value is None else [str(n) for n in value]
 
 
 def _same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
@@ -419,6 +524,9 @@ def _check_summary(doc: Any, source: str, layers: Mapping[int, LayerResults] | N
         raise UnitlensError(
             f'{source}: expected {{"layers": [{{"layer": 1, ...}}, ...]}} (one summary per layer)'
         )
+    for key in ("model", "recipe"):
+        if key in doc and not isinstance(doc[key], str):
+            raise UnitlensError(f"{source}: field {key!r} must be a string, got {doc[key]!r}")
     if layers is not None:
         extra = sorted({r["layer"] for r in rows} - set(layers))
         if extra:

@@ -285,8 +285,13 @@ def test_selectivity_errors() -> None:
         res(dict(stack, **{"layer3/selectivity": np.full((3, 3), 1.5)}))
     with pytest.raises(UnitlensError, match="layer5/selectivity"):
         selectivity_figure(res(stack), layer=5)
-    with pytest.raises(UnitlensError, match="layer3/selectivity is missing"):
-        res({k: v for k, v in stack.items() if k != "layer3/selectivity"})
+    # A layer may lack its matrix (a user model's layer with one studied unit): the figure says so.
+    without = res({k: v for k, v in stack.items() if k != "layer3/selectivity"})
+    with pytest.raises(UnitlensError, match=r"no layer3/selectivity \(layers with one: \[1, 2\]\)"):
+        selectivity_figure(without, layer=3)
+    np.testing.assert_array_equal(
+        selectivity_figure(without).image, selectivity_figure(without, layer=2).image
+    )
 
 
 # ------------------------------------------------------------------------------------------ Figures 3 and 4

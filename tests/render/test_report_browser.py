@@ -266,3 +266,65 @@ def test_explorer_switches_units(
     _wait_shown(page, "mnist-sdae/2/1")
     assert len(page.find_elements("css selector", "#panel-selectivity canvas.chart")) == 1
     assert len(page.find_elements("css selector", "#panel-exemplars canvas")) == N
+
+
+# ------------------------------------------------------------------------------------------ a user's model
+
+
+def _canvas_rgb(browser: Any, selector: str) -> list[list[int]]:
+    """The red, green and blue levels of the first canvas matching ``selector``, one list per channel."""
+    data = browser.execute_script(
+        "const c = document.querySelector(arguments[0]);"
+        "return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);",
+        selector,
+    )
+    return [data[k::4] for k in range(3)]
+
+
+def test_explorer_shows_a_user_models_rgb_units_by_layer_name_and_recipe(
+    driver: Any, rendered_user_model_run: Any
+) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    from conftest import IMAGE_SHAPE, NAME
+
+    run = rendered_user_model_run
+    driver.get((run.root / "report" / "index.html").as_uri())
+    _wait_shown(driver, f"{NAME}-paper/1/10")  # layer 1's first studied unit is unit 10
+
+    def text(element_id: str) -> str:
+        return str(driver.find_element("id", element_id).text)
+
+    labels = [e.text for e in driver.find_elements("css selector", ".picker label")]
+    assert labels[:2] == ["Model", "Recipe"]
+    assert [o.text for o in Select(driver.find_element("id", "pick-layer")).options] == ["conv1", "conv2"]
+    assert [o.text for o in Select(driver.find_element("id", "pick-model")).options] == [
+        "paper recipe",
+        "lucid recipe",
+    ]
+
+    def expected_rgb(recipe: str, layer: int, unit: int) -> list[list[int]]:
+        lr = run.results[recipe].layers[layer]
+        x = lr.am_x[unit, lr.am_best[unit]]
+        q = quantise_images(x[None], IMAGE_SHAPE, signed=bool((lr.am_x < 0).any()))[0]
+        return q.reshape(3, -1).tolist()
+
+    # The canvas shows the quantised AM optimum in colour: red, green and blue planes as saved.
+    assert _canvas_rgb(driver, "#panel-main figure:last-child canvas") == expected_rgb("paper", 1, 0)
+    assert len(driver.find_elements("css selector", "#panel-exemplars canvas")) == 2
+    assert "No linear combination" in text("panel-lc") and "DBNs" in text("panel-samples")
+
+    Select(driver.find_element("id", "pick-model")).select_by_value(f"{NAME}-lucid")
+    _wait_shown(driver, f"{NAME}-lucid/1/10")
+    assert _canvas_rgb(driver, "#panel-main figure:last-child canvas") == expected_rgb("lucid", 1, 0)
+    numbers = text("panel-numbers")
+    assert "AM stationarity\n—" in numbers  # all NaN under lucid: a dash, not NaN or an error
+    assert "stopped by the cap" not in numbers  # a fixed step count is not a cap
+    assert "LC vs AM" not in numbers and "Samples vs AM" not in numbers  # nothing to compare for a model
+
+    Select(driver.find_element("id", "pick-layer")).select_by_value("2")
+    Select(driver.find_element("id", "pick-unit")).select_by_value("1")
+    _wait_shown(driver, f"{NAME}-lucid/2/21")
+    assert "Dead unit" in text("panel-main")
+    assert "conv2" in text("explorer-status")
+    assert _severe(driver) == []

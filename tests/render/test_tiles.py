@@ -227,6 +227,46 @@ def test_tile_images_flat_and_3d_and_torch_agree() -> None:
     np.testing.assert_array_equal(tile_images(tensor.to(torch.float64)), ref)
 
 
+def test_tile_images_places_rgb_pixels_channels_last_hand_built() -> None:
+    # Two 2x3 RGB images, (n, c, h, w), on a 1 x 2 grid with 1-pixel borders: panel (1 + 2 + 1, 1 + 3 + 1 +
+    # 3 + 1) = (4, 9, 3). Image 0 is pure red at (0, 1) and half blue at (1, 2); image 1 pure green at
+    # (1, 0). Unsigned scaling stretches each tile's min (0) to black and max (1) to white, channels alike.
+    images = np.zeros((2, 3, 2, 3))
+    images[0, 0, 0, 1] = 1.0  # red
+    images[0, 2, 1, 2] = 0.5  # blue, half of the tile's peak
+    images[1, 1, 1, 0] = 4.0  # green; the tile's own peak, so it shows as 1
+    out = tile_images(images, grid=(1, 2), signed=False)
+    assert out.shape == (4, 9, 3) and out.dtype == np.float64
+    expected = np.full((4, 9, 3), B)
+    expected[1:3, 1:4] = 0.0  # tile 0 at rows 1-2, columns 1-3
+    expected[1:3, 5:8] = 0.0  # tile 1 at rows 1-2, columns 5-7
+    expected[1 + 0, 1 + 1] = [1.0, 0.0, 0.0]
+    expected[1 + 1, 1 + 2] = [0.0, 0.0, 0.5]
+    expected[1 + 1, 5 + 0] = [0.0, 1.0, 0.0]
+    np.testing.assert_array_equal(out, expected)
+    # Flat channel-major (n, c*h*w) with image_shape (c, h, w) is the same panel; so is a torch tensor.
+    np.testing.assert_array_equal(
+        tile_images(images.reshape(2, 18), (3, 2, 3), grid=(1, 2), signed=False), out
+    )
+    np.testing.assert_array_equal(tile_images(torch.from_numpy(images), grid=(1, 2), signed=False), out)
+
+
+def test_tile_images_scales_an_rgb_tile_as_one_signed_around_zero() -> None:
+    # One tile's three channels share one scale: 0.5 + 0.5 * x / max|x| over the whole tile.
+    image = np.array([[[[-2.0]], [[1.0]], [[0.0]]]])  # (1, 3, 1, 1)
+    np.testing.assert_array_equal(tile_images(image, border=0), [[[0.0, 0.75, 0.5]]])
+
+
+def test_tile_images_one_channel_images_are_grey_as_before() -> None:
+    rng = np.random.default_rng(5)
+    images = rng.normal(size=(5, 4, 3))
+    grey = tile_images(images)
+    assert grey.ndim == 2
+    np.testing.assert_array_equal(tile_images(images[:, None]), grey)
+    np.testing.assert_array_equal(tile_images(images.reshape(5, 12), (1, 4, 3)), grey)
+    np.testing.assert_array_equal(tile_images(images, (1, 4, 3)), grey)
+
+
 def test_tile_images_border_zero_is_plain_concatenation() -> None:
     images = np.arange(8, dtype=np.float64).reshape(2, 2, 2)
     out = tile_images(images, grid=(1, 2), border=0, signed=False)
@@ -248,8 +288,14 @@ def test_tile_images_output_range_and_dtype() -> None:
         (np.zeros((3, 4)), {}, "image_shape"),
         (np.zeros((3, 4)), {"image_shape": (3, 3)}, r"expected \(n, 9\)"),
         (np.zeros((3, 2, 2)), {"image_shape": (4, 1)}, r"expected \(n, 4, 1\)"),
-        (np.zeros(4), {}, r"\(n, h, w\) or \(n, h\*w\)"),
-        (np.zeros((1, 2, 2, 2)), {}, r"\(n, h, w\) or \(n, h\*w\)"),
+        (np.zeros(4), {}, r"\(n, h, w\), \(n, c, h, w\) or \(n, d\)"),
+        (np.zeros((1, 2, 2, 2, 1)), {}, r"\(n, h, w\), \(n, c, h, w\) or \(n, d\)"),
+        (np.zeros((1, 2, 2, 2)), {}, r"c = 2; expected 1 \(grey\) or 3 \(RGB\)"),
+        (np.zeros((1, 3, 2, 2)), {"image_shape": (3, 2, 3)}, r"expected \(n, 3, 2, 3\)"),
+        (np.zeros((1, 2, 2)), {"image_shape": (3, 2, 2)}, r"expected \(n, 2, 2\) grey images, or \(n, 3"),
+        (np.zeros((1, 12)), {"image_shape": (3, 2, 3)}, r"expected \(n, 18\)"),
+        (np.zeros((1, 8)), {"image_shape": (2, 2, 2)}, r"image_shape: expected 1 \(grey\) or 3 \(RGB\)"),
+        (np.zeros((1, 8)), {"image_shape": (1, 2, 2, 2)}, r"image_shape: expected \(height, width\) or"),
         (np.zeros((0, 2, 2)), {}, "at least one"),
         (np.zeros((5, 2, 2)), {"grid": (2, 2)}, "grid.*cannot hold 5"),
         (np.zeros((2, 2, 2)), {"grid": (0, 2)}, "grid"),

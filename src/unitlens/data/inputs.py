@@ -131,7 +131,7 @@ def _shrink(pixels: np.ndarray, short_side: int) -> np.ndarray:
         return pixels
     size = (max(1, round(width * factor)), max(1, round(height * factor)))
     channels = [
-        np.asarray(Image.fromarray(pixels[:, :, c].astype(np.float32), mode="F").resize(size, Image.Resampling.BOX))
-        for c in range(pixels.shape[2])
+        np.asarray(Image.fromarray(plane.astype(np.float32), mode="F").resize(size, Image.Resampling.BOX))
+        for plane in pixels.transpose(2, 0, 1)
     ]
     return np.stack(channels, axis=2).astype(np.float64)

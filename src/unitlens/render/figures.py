@@ -2,10 +2,11 @@
 
 Every figure function is pure: it takes validated results (``unitlens.results.StackResults``, one per
 trained stack, ``None`` where a stack was not run; ``StackResults.load`` reads them) and returns a
-:class:`FigureImage`: a grey image ``(H, W)`` in [0, 1] plus the position of every panel, so tests and
-reports can find the tiles. ``FigureImage`` converts to a numpy array (``np.asarray(fig)``) and can be
-passed to ``save_png`` as is. ``write_figures`` is the only function that touches files; it also writes
-``manifest.json``, the list of figures (file, kind, data set, model, layer, caption) that the report shows.
+:class:`FigureImage`: a grey image ``(H, W)`` in [0, 1] (``(H, W, 3)`` when it shows RGB inputs) plus the
+position of every panel, so tests and reports can find the tiles. ``FigureImage`` converts to a numpy
+array (``np.asarray(fig)``) and can be passed to ``save_png`` as is. ``write_figures`` is the only function
+that touches files; it also writes ``manifest.json``, the list of figures (file, kind, data set, model,
+recipe, layer, caption) that the report shows.
 
 Display rules (paper section 6, via ``unitlens.render.tiles``): grey-scale tiles, each scaled on its own;
 signed images black negative, grey zero, white positive; 1-pixel borders between tiles (``scale`` pixels
@@ -20,6 +21,11 @@ combinations) as the equivalent weights on raw pixels, ``w / s``, since ``w . ((
 
 Unit positions (``units=``, ``restart_units=``) index the *studied* units of a layer (rows of the
 results arrays); labels show the model's unit numbers (the ``units`` field).
+
+A user's own model (``unitlens visualize --model ...``) is not one of the paper's stacks: its results are
+``results/NAME-RECIPE.npz``, one per recipe, with layer names (``"conv1"``) and grey or RGB inputs. Its
+figures (``model_layers_figure``, ``model_restarts_figure``, ``recipes_figure``) label layers by name and
+show RGB inputs in colour; labels and borders stay grey.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from unitlens.atomic import write_bytes
-from unitlens.catalogue import DATASET_LABELS, DATASETS, MODEL_LABELS, MODELS
+from unitlens.catalogue import DATASET_LABELS, DATASETS, MODEL_LABELS, MODELS, split_stack_name
 from unitlens.errors import UnitlensError
 from unitlens.render.png import save_png
 from unitlens.render.tiles import BORDER_VALUE, tile_images, upscale
@@ -48,16 +54,23 @@ __all__ = [
     "FIGURE_KINDS",
     "MANIFEST",
     "MODELS",
+    "RECIPE_ORDER",
     "FigureEntry",
     "FigureImage",
     "figure1",
     "figure2",
     "figure3",
     "figure4",
+    "is_paper_stack",
     "layer_figure",
+    "model_layers_figure",
+    "model_restarts_figure",
     "read_manifest",
+    "recipe_order",
+    "recipes_figure",
     "samples_figure",
     "selectivity_figure",
+    "split_results_name",
     "write_figures",
     "write_manifest",
 ]
@@ -78,7 +91,7 @@ class FigureImage:
     """A rendered figure.
 
     Attributes:
-        image: ``(H, W)`` float64 grey levels in [0, 1].
+        image: ``(H, W)`` float64 grey levels in [0, 1], or ``(H, W, 3)`` RGB for a figure of RGB inputs.
         boxes: panel name -> ``(top, left, height, width)`` of that panel in ``image`` (for a tile grid,
             the box is exactly the output of ``tile_images``, enlarged by the figure's ``scale``).
         missing: names of panels the results could not provide (drawn as labelled placeholders).
@@ -92,7 +105,7 @@ class FigureImage:
         return np.array(self.image, dtype=dtype, copy=True if copy else None)
 
     def crop(self, name: str) -> np.ndarray:
-        """The pixels of panel ``name``, ``(height, width)``."""
+        """The pixels of panel ``name``, ``(height, width)`` (``(height, width, 3)`` in an RGB figure)."""
         if name not in self.boxes:
             raise UnitlensError(f"figure has no panel {name!r}; panels: {sorted(self.boxes)}")
         top, left, h, w = self.boxes[name]
@@ -104,7 +117,11 @@ class FigureImage:
 
 @dataclass
 class _Block:
-    """A piece of a figure under construction: pixels plus the boxes of the named panels inside."""
+    """A piece of a figure under construction: pixels plus the boxes of the named panels inside.
+
+    ``image`` is grey ``(h, w)`` or RGB ``(h, w, 3)``; a table of both kinds is RGB (grey cells, such as
+    labels, are copied to all three channels).
+    """
 
     image: np.ndarray
     boxes: dict[str, Box] = field(default_factory=dict)
@@ -119,8 +136,8 @@ class _Block:
         return int(self.image.shape[1])
 
 
-def _blank(height: int, width: int) -> _Block:
-    return _Block(np.full((max(height, 0), max(width, 0)), BACKGROUND))
+def _blank(height: int, width: int, *, colour: bool = False) -> _Block:
+    return _Block(np.full((max(height, 0), max(width, 0), *((3,) if colour else ())), BACKGROUND))
 
 
 def _table(
@@ -132,12 +149,13 @@ def _table(
     """
     gap_v = gap_h if gap_v is None else gap_v
     n_rows, n_cols = len(cells), max(len(r) for r in cells)
+    colour = any(c is not None and c.image.ndim == 3 for r in cells for c in r)
     heights = [max((c.height for c in row if c is not None), default=0) for row in cells]
     widths = [
         max((c.width for r in cells if j < len(r) and (c := r[j]) is not None), default=0)
         for j in range(n_cols)
     ]
-    out = _blank(sum(heights) + gap_v * (n_rows - 1), sum(widths) + gap_h * (n_cols - 1))
+    out = _blank(sum(heights) + gap_v * (n_rows - 1), sum(widths) + gap_h * (n_cols - 1), colour=colour)
     top = 0
     for i, row in enumerate(cells):
         left = 0
@@ -147,7 +165,8 @@ def _table(
                 dt, dl = top, left
                 if centre:
                     dt, dl = top + (heights[i] - cell.height) // 2, left + (widths[j] - cell.width) // 2
-                out.image[dt : dt + cell.height, dl : dl + cell.width] = cell.image
+                pixels = cell.image[:, :, None] if colour and cell.image.ndim == 2 else cell.image
+                out.image[dt : dt + cell.height, dl : dl + cell.width] = pixels
                 for name, (t, le, h, w) in cell.boxes.items():
                     out.boxes[name] = (t + dt, le + dl, h, w)
                 out.missing.extend(cell.missing)
@@ -231,12 +250,12 @@ def _row_labels(labels: Sequence[str], tile_h: int, scale: int, size: int) -> _B
     return out
 
 
-def _grid_size(n: int, image_shape: tuple[int, int], grid: tuple[int, int] | None = None) -> tuple[int, int]:
-    """Pixel size of ``tile_images`` for ``n`` tiles (1-pixel borders), at scale 1."""
+def _grid_size(n: int, spatial: tuple[int, int], grid: tuple[int, int] | None = None) -> tuple[int, int]:
+    """Pixel size of ``tile_images`` for ``n`` tiles of ``spatial`` = (h, w) (1-pixel borders), at scale 1."""
     if grid is None:
         cols = math.isqrt(n - 1) + 1
         grid = (-(-n // cols), cols)
-    h, w = image_shape
+    h, w = spatial
     return grid[0] * h + grid[0] + 1, grid[1] * w + grid[1] + 1
 
 
@@ -251,7 +270,8 @@ class _Stack:
 
     def __init__(self, results: StackResults, name: str) -> None:
         self.results, self.name = results, name
-        self.image_shape = results.image_shape
+        self.image_shape = results.image_shape  # (h, w) or (c, h, w): what tile_images takes
+        self.spatial = results.spatial
         self.d = results.n_inputs
         self.mean = None if results.pixel_mean is None else results.pixel_mean.astype(np.float64)
         self.scale = None if results.pixel_scale is None else results.pixel_scale.astype(np.float64)
@@ -288,7 +308,7 @@ class _Stack:
 
     def linear_combination(self, layer: int) -> np.ndarray | None:
         lr = self.layer(layer)
-        return None if lr is None else self.as_pixel_weights(lr.lc)
+        return None if lr is None or lr.lc is None else self.as_pixel_weights(lr.lc)
 
     def am(self, layer: int) -> np.ndarray | None:
         """All restarts' x*, ``(U, R, d)``."""
@@ -318,13 +338,20 @@ class _Stack:
         return None if lr is None or lr.samples_mean is None else self.as_pixels(lr.samples_mean)
 
     def selectivity(self, layer: int) -> np.ndarray | None:
-        """The ``(Us, Us)`` selectivity matrix (validated into [0, 1] by ``unitlens.results``)."""
+        """The ``(Us, Us)`` selectivity matrix (validated into [0, 1] by ``unitlens.results``), or None."""
         lr = self.layer(layer)
-        return None if lr is None else lr.selectivity.astype(np.float64)
+        return None if lr is None or lr.selectivity is None else lr.selectivity.astype(np.float64)
 
     def flat(self, layer: int) -> np.ndarray | None:
         lr = self.layer(layer)
         return None if lr is None or lr.flat is None else lr.flat
+
+    def flag_word(self, layer: int, position: int) -> str:
+        """``"dead"``, ``"flat"`` or ``""`` for the studied unit at ``position`` of ``layer``."""
+        lr = self.layer(layer)
+        if lr is None or lr.flat is None or not lr.flat[position]:
+            return ""
+        return "dead" if lr.dead is not None and lr.dead[position] else "flat"
 
 
 def _stack(results: StackResults | None, name: str) -> _Stack | None:
@@ -374,7 +401,7 @@ def _restarts_block(stack: _Stack | None, model: str, layer: int, units: Sequenc
     data = None if stack is None else stack.restarts_by_activation(layer)
     if stack is None or data is None:
         reason = f"no {model.upper()} results" if stack is None else f"no layer {layer} restarts"
-        h = (stack.image_shape[0] * 6 + 8) if stack is not None else 60
+        h = (stack.spatial[0] * 6 + 8) if stack is not None else 60
         return _column([title, _placeholder("restarts", reason, h * scale, h * scale, scale)], 2 * scale)
     x, _ = data
     positions = [u for u in units if u < x.shape[0]]
@@ -440,9 +467,8 @@ def layer_figure(
         raise UnitlensError(f"restart_model: expected one of {sorted(stacks)}, got {restart_model!r}")
     if n_units < 1:
         raise UnitlensError(f"n_units: expected >= 1, got {n_units}")
-    image_shape = present[0].image_shape
     studied = [n for s in present for j in layers if (n := s.n_units(j)) is not None]
-    nominal = _grid_size(min([n_units, *studied]) if studied else n_units, image_shape)
+    nominal = _grid_size(min([n_units, *studied]) if studied else n_units, present[0].spatial)
 
     size = _font_size(scale)
     header: list[_Block | None] = [None]
@@ -530,7 +556,7 @@ def selectivity_figure(
 
     Args:
         results: one stack's results.
-        layer: the layer; None: the highest layer (every layer of the results has a matrix).
+        layer: the layer; None: the highest layer that has a matrix.
         cell: pixels per entry before ``scale``.
         stretch: add the stretched copy; None: when the values span less than half of [0, 1].
 
@@ -541,11 +567,13 @@ def selectivity_figure(
     stack = _Stack(results, title or "results")
     if isinstance(cell, bool) or not isinstance(cell, int | np.integer) or cell < 1:
         raise UnitlensError(f"cell: expected an integer >= 1, got {cell!r}")
-    layer = stack.layers[-1] if layer is None else layer  # every layer of the results has a matrix
+    if layer is None:  # the highest layer with a matrix (a user model's 1-unit layer has none)
+        layer = max((j for j in stack.layers if stack.selectivity(j) is not None), default=stack.layers[-1])
     m = stack.selectivity(layer)
     if m is None:
         raise UnitlensError(
-            f"results {stack.name}: no layer{layer}/selectivity (layers with one: {stack.layers})"
+            f"results {stack.name}: no layer{layer}/selectivity (layers with one: "
+            f"{[j for j in stack.layers if stack.selectivity(j) is not None]})"
         )
     n = m.shape[0]
     low, high = float(m.min()), float(m.max())
@@ -598,7 +626,7 @@ def _samples_panel(
     n_samples = samples.shape[1]
     grid = tile_images(samples[pos].reshape(-1, stack.d), stack.image_shape, grid=(len(pos), n_samples))
     ids = stack.unit_ids(layer)
-    labels = _row_labels([f"unit {ids[u]}" for u in pos], stack.image_shape[0], scale, size)
+    labels = _row_labels([f"unit {ids[u]}" for u in pos], stack.spatial[0], scale, size)
     return _column([title, _row([labels, _panel(name, grid, scale)], 2 * scale)], scale, centre=False)
 
 
@@ -684,12 +712,10 @@ def figure4(
         raise UnitlensError(f"results {stack.name}: layer {layer} has no samples, linear combination or AM")
     pos = _positions(units, n_units, min(counts), f"{stack.name} layer {layer}")
     size = _font_size(scale)
-    h, w = _grid_size(len(pos), stack.image_shape, (len(pos), 1))
+    h, w = _grid_size(len(pos), stack.spatial, (len(pos), 1))
     ids = stack.unit_ids(layer)
     header: list[_Block | None] = [None]
-    body: list[_Block | None] = [
-        _row_labels([f"unit {ids[u]}" for u in pos], stack.image_shape[0], scale, size)
-    ]
+    body: list[_Block | None] = [_row_labels([f"unit {ids[u]}" for u in pos], stack.spatial[0], scale, size)]
     for name, (label, images) in methods.items():
         header.append(_text(label, size))
         if images is None:
@@ -702,12 +728,238 @@ def figure4(
     return FigureImage(out.image, out.boxes, tuple(out.missing))
 
 
+# ------------------------------------------------------------------------------------------ a user's model
+
+
+def split_results_name(stem: str, recipe: str | None = None) -> tuple[str, str | None]:
+    """A user model's results stem ``NAME-RECIPE`` -> ``(NAME, RECIPE)``.
+
+    ``recipe`` is the results' own (their summary's ``"recipe"``): when the stem ends with ``-{recipe}`` the
+    split is there, so a NAME may hold hyphens (``my-net-lucid`` -> ``("my-net", "lucid")``). Without it the
+    stem is split at its last hyphen; a stem without one is its own NAME, with ``recipe`` (maybe None).
+    """
+    if recipe and stem.endswith(f"-{recipe}") and len(stem) > len(recipe) + 1:
+        return stem[: -len(recipe) - 1], recipe
+    if "-" in stem:
+        name, _, suffix = stem.rpartition("-")
+        if name and suffix:
+            return name, suffix
+    return stem, recipe
+
+
+def _model_units(spatial: tuple[int, int]) -> int:
+    # 36 units (6 x 6) per layer as for the digits, fewer for large inputs so a figure stays a few
+    # thousand pixels wide: 16 up to 128 pixels, 9 beyond (224 x 224 inputs: 3 x 3 tiles per layer).
+    side = max(spatial)
+    return 36 if side <= 64 else 16 if side <= 128 else 9
+
+
+def _model_scale(spatial: tuple[int, int]) -> int:
+    # Tiles of about 48 pixels: 8x8 x6, 32x32 x2; large inputs are shown as they are.
+    return max(1, math.ceil(48 / max(spatial)))
+
+
+_MAX_NAMED = 8
+"""Dead or flat units named one by one under a user model's figure; beyond that, a count."""
+
+
+def _model_flagged(stack: _Stack, layer: int, positions: Sequence[int], label: str) -> str:
+    """``"conv1 units [3, 7]"``: the shown units of ``layer`` that are dead or flat, or ``""``."""
+    flags = stack.flat(layer)
+    if flags is None:
+        return ""
+    ids = stack.unit_ids(layer)
+    shown = [int(ids[p]) for p in positions if flags[p]]
+    if len(shown) > _MAX_NAMED:  # a layer of mostly dead units: a count, not a line wider than the figure
+        listed = ", ".join(str(u) for u in shown[:_MAX_NAMED])
+        return f"{label}: {len(shown)} of {len(positions)} shown units, {listed}, ..."
+    return f"{label} unit{'s' if len(shown) > 1 else ''} {shown}" if shown else ""
+
+
+def _flag_note(parts: Sequence[str], size: int) -> _Block | None:
+    """The DBN figures' mark for dead or flat units (see ``_flagged_caption``), for a user's model."""
+    named = [p for p in parts if p]
+    return _text("dead or flat, not features: " + "; ".join(named), size - 2) if named else None
+
+
+def _model_font(scale: int) -> int:
+    # Small inputs are enlarged a lot (8x8 x6): labels follow the scale only up to 3, or they dwarf the tiles.
+    return _font_size(min(scale, 3))
+
+
+def _titled(title: str, body: _Block, notes: Sequence[_Block | None], scale: int) -> FigureImage:
+    size = _model_font(scale)
+    blocks = [b for b in (body, *notes) if b is not None]
+    out = _column([_text(title, size + 2), _column(blocks, 2 * scale, centre=False)], 2 * scale)
+    out = _pad(out, 3 * scale)
+    return FigureImage(out.image, out.boxes, tuple(out.missing))
+
+
+def _wrap(blocks: Sequence[_Block], per_row: int) -> list[list[_Block | None]]:
+    return [list(blocks[i : i + per_row]) for i in range(0, len(blocks), per_row)]
+
+
+def model_layers_figure(
+    results: StackResults,
+    *,
+    title: str | None = None,
+    n_units: int | None = None,
+    per_row: int = 4,
+    scale: int | None = None,
+) -> FigureImage:
+    """A user model's results: every layer's first ``n_units`` units' best AM images, one block per layer.
+
+    Each block is a heading (the layer's name, from ``layer_names``, else "layer j") over a near-square
+    ``tile_images`` grid of the units' best restarts (RGB when the inputs are); blocks go ``per_row`` to a
+    row, in layer order. Boxes are named ``"layer{j}"``. Dead or flat units shown are named under the blocks,
+    as in the DBN figures.
+
+    Args:
+        n_units: units per layer (fewer when fewer were studied); None: 36, fewer for large inputs.
+        scale: enlargement; None: tiles of about 48 pixels.
+    """
+    stack = _Stack(results, title or "results")
+    scale = _check_scale(_model_scale(stack.spatial) if scale is None else scale)
+    n_units = _model_units(stack.spatial) if n_units is None else n_units
+    if n_units < 1:
+        raise UnitlensError(f"n_units: expected >= 1, got {n_units}")
+    if per_row < 1:
+        raise UnitlensError(f"per_row: expected >= 1, got {per_row}")
+    size = _model_font(scale)
+    blocks, flagged = [], []
+    for j in stack.layers:
+        lr = results.layers[j]
+        pos = list(range(min(n_units, lr.n_units)))
+        name = results.layer_name(j)
+        head = _text(f"{name} ({len(pos)} of {lr.n_units} units)" if len(pos) < lr.n_units else name, size)
+        grid = _panel(f"layer{j}", tile_images(stack.as_pixels(lr.best_x()[pos]), stack.image_shape), scale)
+        blocks.append(_column([head, grid], scale))
+        flagged.append(_model_flagged(stack, j, pos, name))
+    body = _table(_wrap(blocks, per_row), 8 * scale, 4 * scale, centre=False)
+    what = f"{title}: " if title else ""
+    recipe = f", {results.recipe} recipe" if results.recipe else ""
+    return _titled(f"{what}best AM image of each unit{recipe}", body, [_flag_note(flagged, size)], scale)
+
+
+def model_restarts_figure(
+    results: StackResults,
+    *,
+    title: str | None = None,
+    units: Sequence[int] = (0, 1, 2, 3),
+    scale: int | None = None,
+) -> FigureImage:
+    """A user model's AM restarts: a row per layer, a grid per unit of all its restarts, most active first.
+
+    Rows are the layers (labelled by name); in each, the studied units at positions ``units`` (those the
+    layer has), each a near-square grid of its R restarts sorted by final activation, captioned with its
+    unit number and "(dead)" / "(flat)" for flagged units. Boxes ``"layer{j}/restarts/{k}"`` (k-th shown
+    unit). Whether the restarts agree is the first thing to check of a visualization.
+    """
+    stack = _Stack(results, title or "results")
+    scale = _check_scale(_model_scale(stack.spatial) if scale is None else scale)
+    size = _model_font(scale)
+    rows: list[list[_Block | None]] = []
+    flagged = []
+    for j in stack.layers:
+        data = stack.restarts_by_activation(j)
+        assert data is not None  # every layer of the results has its restarts
+        x, _ = data
+        positions = [int(u) for u in units if 0 <= int(u) < x.shape[0]]
+        ids = stack.unit_ids(j)
+        name = results.layer_name(j)
+        row: list[_Block | None] = [_text(name, size)]
+        for k, u in enumerate(positions):
+            word = stack.flag_word(j, u)
+            label = _text(f"unit {ids[u]}" + (f" ({word})" if word else ""), size - 2)
+            row.append(
+                _column(
+                    [label, _panel(f"layer{j}/restarts/{k}", tile_images(x[u], stack.image_shape), scale)],
+                    scale,
+                )
+            )
+        rows.append(row)
+        flagged.append(_model_flagged(stack, j, positions, name))
+    body = _table(rows, 6 * scale, 4 * scale)
+    what = f"{title}: " if title else ""
+    recipe = f", {results.recipe} recipe" if results.recipe else ""
+    heading = f"{what}AM restarts of {len(units)} units per layer, most active first{recipe}"
+    return _titled(heading, body, [_flag_note(flagged, size)], scale)
+
+
+def recipes_figure(
+    by_recipe: Mapping[str, StackResults],
+    *,
+    title: str | None = None,
+    n_units: int | None = None,
+    scale: int | None = None,
+) -> FigureImage:
+    """One model under several recipes: rows = layers, columns = recipes, the same units in every cell.
+
+    Cell (layer j, recipe r) is a near-square grid of the best AM images of the first ``n_units`` unit
+    numbers that every recipe studied in layer j (in the first recipe's order), labelled
+    ``"{layer name} / {recipe}"``; a recipe without layer j is a placeholder. Boxes ``"layer{j}/{recipe}"``.
+    Dead or flat units are named under the table, per cell, as in the DBN figures.
+
+    Args:
+        by_recipe: recipe name -> that recipe's results of the same model, in column order.
+        n_units: units per cell; None: 36, fewer for large inputs.
+        scale: enlargement; None: tiles of about 48 pixels.
+
+    Raises:
+        UnitlensError: no results, a bad ``n_units`` or ``scale``.
+    """
+    if not by_recipe:
+        raise UnitlensError("recipes figure: expected the results of at least one recipe")
+    stacks = {r: _Stack(res, f"{title or 'model'}-{r}") for r, res in by_recipe.items()}
+    first = next(iter(stacks.values()))
+    scale = _check_scale(_model_scale(first.spatial) if scale is None else scale)
+    n_units = _model_units(first.spatial) if n_units is None else n_units
+    if n_units < 1:
+        raise UnitlensError(f"n_units: expected >= 1, got {n_units}")
+    size = _model_font(scale)
+    layers = sorted({j for s in stacks.values() for j in s.layers})
+    rows: list[list[_Block | None]] = []
+    flagged = []
+    for j in layers:
+        having = {r: s for r, s in stacks.items() if j in s.results.layers}
+        name = next(s.results.layer_name(j) for s in having.values())
+        # The same units in every column: unit numbers all recipes studied, in the first one's order.
+        common = [int(u) for u in next(iter(having.values())).unit_ids(j)]
+        for s in having.values():
+            studied = set(s.unit_ids(j).tolist())
+            common = [u for u in common if u in studied]
+        shown = common[:n_units]
+        nominal = _grid_size(max(len(shown), 1), first.spatial)
+        labels: list[_Block | None] = []
+        cells: list[_Block | None] = []
+        for recipe, stack in stacks.items():
+            labels.append(_text(f"{name} / {recipe}", size))
+            box = f"layer{j}/{recipe}"
+            if recipe not in having or not shown:
+                reason = f"no {name}\nin {recipe}" if recipe not in having else "no units\nin common"
+                cell = _placeholder(box, reason, nominal[0] * scale, nominal[1] * scale, scale)
+            else:
+                index = {int(u): k for k, u in enumerate(stack.unit_ids(j))}
+                pos = [index[u] for u in shown]
+                best = stack.as_pixels(stack.results.layers[j].best_x()[pos])
+                cell = _panel(box, tile_images(best, stack.image_shape), scale)
+                flagged.append(_model_flagged(stack, j, pos, f"{name} / {recipe}"))
+            cells.append(cell)
+        # Labels in a row of their own, so that the grids of one layer share their top edge whatever the
+        # labels' heights, and a blank row between layers.
+        rows += [labels, cells, [_blank(3 * scale, 0)]]
+    body = _table(rows[:-1], 8 * scale, scale)
+    what = f"{title}: " if title else ""
+    heading = f"{what}the same units' best AM images under each recipe (rows: layers, columns: recipes)"
+    return _titled(heading, body, [_flag_note(flagged, size)], scale)
+
+
 # ------------------------------------------------------------------------------------------ files
 
 
-def _scale_for(image_shape: tuple[int, int]) -> int:
+def _scale_for(spatial: tuple[int, int]) -> int:
     # Tiles of about 36 pixels or more: 28x28 digits x2, 12x12 patches x3, 20x20 patches x2.
-    return max(2, math.ceil(36 / image_shape[0]))
+    return max(2, math.ceil(36 / spatial[0]))
 
 
 def read_training_log(path: str | Path) -> list[dict[str, float]]:
@@ -758,6 +1010,9 @@ FIGURE_KINDS = (
     "am_history",
     "training",
     "finetune_sweep",
+    "model_layers",
+    "model_restarts",
+    "recipes",
 )
 
 _PAPER_CAPTIONS = {
@@ -781,7 +1036,10 @@ class FigureEntry:
         file: the PNG's name inside the folder (no sub-folders).
         kind: what it is, one of ``FIGURE_KINDS``.
         caption: the text shown with it.
-        dataset, model, layer: what it shows; None where it is not one (Figure 3 shows two data sets).
+        dataset, model, layer: what it shows; None where it is not one (Figure 3 shows two data sets). For
+            a user's model, ``model`` is its NAME and ``dataset`` None.
+        recipe: a user model's figure of one recipe's results (``"lucid"``); None otherwise (manifests
+            written before recipes existed have no such field).
     """
 
     file: str
@@ -790,6 +1048,7 @@ class FigureEntry:
     dataset: str | None = None
     model: str | None = None
     layer: int | None = None
+    recipe: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -797,6 +1056,7 @@ class FigureEntry:
             "kind": self.kind,
             "dataset": self.dataset,
             "model": self.model,
+            "recipe": self.recipe,
             "layer": self.layer,
             "caption": self.caption,
         }
@@ -838,7 +1098,7 @@ def read_manifest(figures_dir: str | Path) -> tuple[FigureEntry, ...] | None:
         for key in ("file", "kind", "caption"):
             if not isinstance(row.get(key), str):
                 raise UnitlensError(f"{where}: field {key!r} must be a string, got {row.get(key)!r}")
-        for key in ("dataset", "model"):
+        for key in ("dataset", "model", "recipe"):
             if row.get(key) is not None and not isinstance(row[key], str):
                 raise UnitlensError(f"{where}: field {key!r} must be a string or null, got {row[key]!r}")
         layer = row.get("layer")
@@ -850,7 +1110,15 @@ def read_manifest(figures_dir: str | Path) -> tuple[FigureEntry, ...] | None:
         if not (folder / file).is_file():
             raise UnitlensError(f"{where}: {file} does not exist in {folder} (re-render the figures)")
         entries.append(
-            FigureEntry(file, row["kind"], row["caption"], row.get("dataset"), row.get("model"), layer)
+            FigureEntry(
+                file,
+                row["kind"],
+                row["caption"],
+                row.get("dataset"),
+                row.get("model"),
+                layer,
+                row.get("recipe"),
+            )
         )
     return tuple(entries)
 
@@ -862,6 +1130,41 @@ def _restart_threshold(results: StackResults) -> float | None:
         if isinstance(threshold, int | float) and not isinstance(threshold, bool):
             return float(threshold)
     return None
+
+
+RECIPE_ORDER = ("paper", "lucid")
+"""How recipes of one model are ordered (columns of the recipes figure, the report): these, then the rest."""
+
+
+def recipe_order(recipe: str | None) -> tuple[int, str]:
+    """Sort key of a recipe: ``RECIPE_ORDER`` first, then alphabetical; no recipe last."""
+    if recipe in RECIPE_ORDER:
+        return RECIPE_ORDER.index(recipe), ""
+    return len(RECIPE_ORDER) + (recipe is None), recipe or ""
+
+
+def is_paper_stack(stem: str) -> bool:
+    """Whether ``stem`` names one of the paper's stacks (``mnist-dbn``; ``unitlens.catalogue``)."""
+    try:
+        split_stack_name(stem)
+    except UnitlensError:
+        return False
+    return True
+
+
+def _user_models(results_dir: Path) -> dict[str, dict[str | None, tuple[str, StackResults]]]:
+    """The results of users' models in ``results_dir``: NAME -> recipe -> (file stem, results).
+
+    Every ``*.npz`` that is not one of the paper's stacks; NAMEs alphabetical, recipes by ``recipe_order``.
+    """
+    found: dict[str, dict[str | None, tuple[str, StackResults]]] = {}
+    for path in sorted(results_dir.glob("*.npz")):
+        if is_paper_stack(path.stem):
+            continue
+        results = StackResults.load(path)
+        name, recipe = split_results_name(path.stem, results.recipe)
+        found.setdefault(name, {})[recipe] = (path.stem, results)
+    return {n: dict(sorted(r.items(), key=lambda kv: recipe_order(kv[0]))) for n, r in sorted(found.items())}
 
 
 def write_figures(
@@ -880,11 +1183,20 @@ def write_figures(
       ``training_{name}.png`` (``unitlens.render.plots``);
     - ``finetune_sweep.png`` when ``results_dir/finetune.json`` holds a fine-tuning sweep;
 
-    and last ``manifest.json`` (``write_manifest``), listing each figure written with its kind, data set,
-    model, layer and caption: the report shows what the manifest lists, nothing else.
+    and, for every other ``results_dir/*.npz`` (a user's model, ``NAME-RECIPE.npz``, see
+    :func:`split_results_name`):
 
-    Figures are enlarged (2x for digits, 3x for 12x12 patches) for legibility. Re-running overwrites each
-    file atomically with identical bytes.
+    - ``NAME-RECIPE-layers.png`` (``model_layers_figure``), ``NAME-RECIPE-restarts.png``
+      (``model_restarts_figure``), ``NAME-RECIPE-restart_agreement.png``, ``NAME-RECIPE-am_history.png``
+      and ``NAME-RECIPE-selectivity-layer{j}.png`` for each layer with a selectivity matrix;
+    - ``NAME-recipes.png`` (``recipes_figure``) when two or more recipes of one NAME are there, columns in
+      the order paper, lucid, then the others alphabetically;
+
+    and last ``manifest.json`` (``write_manifest``), listing each figure written with its kind, data set,
+    model, recipe, layer and caption: the report shows what the manifest lists, nothing else.
+
+    Figures are enlarged (2x for digits, 3x for 12x12 patches, tiles of about 48 pixels for a user's model)
+    for legibility. Re-running overwrites each file atomically with identical bytes.
 
     Raises:
         UnitlensError: ``results_dir`` missing, a damaged results file (``finetune.json`` included); the
@@ -902,6 +1214,7 @@ def write_figures(
             path = results_dir / f"{dataset}-{model}.npz"
             if path.is_file():
                 loaded[dataset, model] = StackResults.load(path)
+    user_models = _user_models(results_dir)
 
     written: list[Path] = []
     entries: list[FigureEntry] = []
@@ -926,7 +1239,7 @@ def write_figures(
             continue
         stacks = {m: r for m, r in (("dbn", dbn), ("sdae", sdae)) if r is not None}
         words = DATASET_LABELS[dataset]
-        scale = scales[dataset] = _scale_for(next(iter(stacks.values())).image_shape)
+        scale = scales[dataset] = _scale_for(next(iter(stacks.values())).spatial)
         if dataset == "mnist":
             caption = f"{_PAPER_CAPTIONS['figure1']} ({words})"
             save("figure1_mnist.png", figure1(dbn, sdae, scale=scale), "figure1", caption, dataset=dataset)
@@ -976,6 +1289,66 @@ def write_figures(
             rows = read_training_log(log)
             save_bytes(
                 f"training_{name}.png", plots.training_curves_plot(rows, title=name), "training", **what
+            )
+
+    for name, by_recipe in user_models.items():
+        for recipe, (stem, results) in by_recipe.items():
+            about = {"model": name, "recipe": recipe}
+            words = f"{name}, {recipe} recipe" if recipe else name
+            layers = ", ".join(results.layer_name(j) for j in results.layers)
+            save(
+                f"{stem}-layers.png",
+                model_layers_figure(results, title=name),
+                "model_layers",
+                f"{words}: best AM image of each studied unit, one block per layer ({layers})",
+                **about,
+            )
+            save(
+                f"{stem}-restarts.png",
+                model_restarts_figure(results, title=name),
+                "model_restarts",
+                f"{words}: every AM restart of the first units of each layer, most active first",
+                **about,
+            )
+            threshold = _restart_threshold(results)
+            agreement = (
+                plots.restart_agreement_plot(results, title=words)
+                if threshold is None
+                else plots.restart_agreement_plot(results, threshold=threshold, title=words)
+            )
+            save_bytes(
+                f"{stem}-restart_agreement.png",
+                agreement,
+                "restart_agreement",
+                f"{words}: agreement of each unit's AM restarts (mean pairwise cosine), per layer",
+                **about,
+            )
+            save_bytes(
+                f"{stem}-am_history.png",
+                plots.activation_history_plot(results, title=words),
+                "am_history",
+                f"{words}: activation against AM step for each restart of the first units",
+                **about,
+            )
+            for j, lr in results.layers.items():
+                if lr.selectivity is not None and lr.selectivity.shape[0] >= 2:
+                    save_bytes(
+                        f"{stem}-selectivity-layer{j}.png",
+                        plots.selectivity_plot(results, j, title=words),
+                        "selectivity",
+                        f"{words}: selectivity of {results.layer_name(j)} (rows: each unit's AM image)",
+                        layer=j,
+                        **about,
+                    )
+        if len(by_recipe) >= 2:
+            columns = {recipe or stem: results for recipe, (stem, results) in by_recipe.items()}
+            save(
+                f"{name}-recipes.png",
+                recipes_figure(columns, title=name),
+                "recipes",
+                f"{name}: the same units' best AM images under each recipe ({', '.join(columns)}); rows are "
+                "layers",
+                model=name,
             )
 
     finetune_path = results_dir / "finetune.json"

@@ -134,7 +134,8 @@ def restart_agreement_plot(results: StackResults, *, threshold: float = 0.9, tit
 
     Reads each layer's ``restart_mean_cosine`` ``(U,)`` (NaN values are left out). A dashed line marks
     ``threshold`` ("the same pattern"; ``write_figures`` passes the study's, from its summary); each
-    panel's title gives the median and the share of units above the threshold.
+    panel's title gives the layer's name (``StackResults.layer_name``: "layer j", or a user model's
+    "conv1"), the median and the share of units above the threshold.
 
     Returns:
         PNG bytes.
@@ -157,7 +158,7 @@ def restart_agreement_plot(results: StackResults, *, threshold: float = 0.9, tit
             if v.size
             else "no units"
         )
-        ax.set_title(f"layer {j}: {stats}", fontsize=8)
+        ax.set_title(f"{results.layer_name(j)}: {stats}", fontsize=8)
         ax.set_xlabel("mean cosine between restarts", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0].set_ylabel("units", fontsize=8)
@@ -170,7 +171,8 @@ def activation_history_plot(results: StackResults, *, n_units: int = 4, title: s
     """Pre-sigmoid activation against AM step for every restart of the first ``n_units`` units, per layer.
 
     Reads each layer's ``am_history`` ``(T, U, R)``, ``am_steps`` ``(U, R)`` (each restart's curve stops at
-    its last step) and ``units`` (legend labels). One colour per unit, one line per restart.
+    its last step) and ``units`` (legend labels). One colour per unit, one line per restart; panels are
+    titled by layer name (``StackResults.layer_name``).
 
     Returns:
         PNG bytes.
@@ -199,7 +201,7 @@ def activation_history_plot(results: StackResults, *, n_units: int = 4, title: s
         # Most of the rise happens in the first few steps, then a long plateau: a log step axis shows both.
         ax.set_xscale("symlog", linthresh=1, linscale=0.5)
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.set_title(f"layer {j}", fontsize=9)
+        ax.set_title(results.layer_name(j), fontsize=9)
         ax.set_xlabel("AM step (log scale)", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3, lw=0.5)
@@ -335,13 +337,17 @@ def selectivity_plot(results: StackResults, layer: int, *, title: str = "") -> b
     its own unit most), with the median in the panel's title.
 
     Returns:
-        PNG bytes; a note when the results have no such layer or its matrix has fewer than 2 units.
+        PNG bytes; a note when the results have no such layer, the layer has no matrix (a user model's
+        layer of one studied unit) or its matrix has fewer than 2 units.
     """
     lr = results.layers.get(layer)
     if lr is None:
         return _note(f"no layer {layer} in these results", title)
+    name = results.layer_name(layer)
+    if lr.selectivity is None:
+        return _note(f"{name}: no selectivity matrix in these results", title)
     if lr.selectivity.shape[0] < 2:
-        return _note(f"layer {layer}: a selectivity matrix needs at least 2 units", title)
+        return _note(f"{name}: a selectivity matrix needs at least 2 units", title)
     panels = []
     for name, label in _SELECTIVITY_PANELS:
         m = getattr(lr, name)
@@ -372,5 +378,5 @@ def selectivity_plot(results: StackResults, layer: int, *, title: str = "") -> b
         bar = fig.colorbar(image, ax=list(grid[0]), shrink=0.8)
         bar.set_label("share of unit j's response (columns sum to 1)", fontsize=7)
         bar.ax.tick_params(labelsize=6)
-    fig.suptitle(f"{title + ': ' if title else ''}selectivity, layer {layer}", fontsize=10)
+    fig.suptitle(f"{title + ': ' if title else ''}selectivity, {name}", fontsize=10)
     return _png(fig)

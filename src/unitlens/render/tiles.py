@@ -3,9 +3,14 @@
 Nothing here writes files: every function takes arrays and returns a new float64 array in [0, 1]
 (see ``unitlens.render.png`` for writing one). Inputs may be numpy arrays or torch tensors.
 
+Images are grey ``(h, w)`` or colour: a user's model may see RGB inputs, stored channel-major
+``(3, h, w)`` like PyTorch's; ``tile_images`` returns grey panels ``(H, W)`` and colour ones ``(H, W, 3)``
+(channels last, as image files and ``unitlens.render.png`` want them).
+
 Display conventions, following the paper:
 
-- each tile (one unit's image) is scaled on its own, so a weak unit is as visible as a strong one;
+- each tile (one unit's image) is scaled on its own, so a weak unit is as visible as a strong one; an
+  RGB tile is scaled as one (all three channels by the same rule), so its colours keep their balance;
 - signed images show zero as mid grey (0.5), the tile's largest ``|x|`` as white when positive and as
   black when negative: ``0.5 + 0.5 * x / max|x|``;
 - unsigned images are stretched from their minimum (black) to their maximum (white);
@@ -26,6 +31,9 @@ import torch
 from unitlens.errors import UnitlensError
 
 __all__ = ["BORDER_VALUE", "scale_tile", "stack_panels", "tile_images", "upscale"]
+
+ImageShape = tuple[int, int] | tuple[int, int, int]
+"""``(h, w)`` grey, or ``(c, h, w)`` channel-major with c = 1 (grey) or 3 (RGB)."""
 
 BORDER_VALUE = 1.0
 """Default grey level of borders, gaps and empty grid cells: white (see the module docstring)."""
@@ -114,40 +122,74 @@ def scale_tile(tile: Any, signed: bool) -> np.ndarray:
     return _scale_stack(arr[None], bool(signed))[0]
 
 
-def _as_image_stack(images: Any, image_shape: tuple[int, int] | None) -> np.ndarray:
-    """Return ``images`` as a float64 stack ``(n, h, w)``, checking its shape against ``image_shape``."""
+def _check_image_shape(image_shape: Any) -> tuple[int, int, int]:
+    """``(h, w)`` or ``(c, h, w)`` -> ``(c, h, w)``, checked (c is 1 or 3)."""
+    if not isinstance(image_shape, tuple | list) or len(image_shape) not in (2, 3):
+        raise UnitlensError(
+            f"image_shape: expected (height, width) or (channels, height, width), got {image_shape!r}"
+        )
+    *c, h, w = image_shape
+    channels = _check_int(c[0], "image_shape[0] (channels)", 1) if c else 1
+    if channels not in (1, 3):
+        raise UnitlensError(f"image_shape: expected 1 (grey) or 3 (RGB) channels, got {image_shape!r}")
+    k = len(image_shape) - 2
+    return (
+        channels,
+        _check_int(h, f"image_shape[{k}] (height)", 1),
+        _check_int(w, f"image_shape[{k + 1}] (width)", 1),
+    )
+
+
+def _as_image_stack(images: Any, image_shape: ImageShape | None) -> np.ndarray:
+    """Return ``images`` as a float64 stack ``(n, h, w)`` (grey) or ``(n, h, w, 3)`` (RGB, channels last).
+
+    Accepts ``(n, h, w)``, ``(n, c, h, w)`` and flat ``(n, d)`` batches (the last with ``image_shape``),
+    checking each against ``image_shape`` when given.
+    """
     arr = _as_float_array(images, "images")
-    if image_shape is not None:
-        if len(image_shape) != 2:
-            raise UnitlensError(f"image_shape: expected (height, width), got {image_shape!r}")
-        h = _check_int(image_shape[0], "image_shape[0] (height)", 1)
-        w = _check_int(image_shape[1], "image_shape[1] (width)", 1)
-    if arr.ndim == 3:
-        if image_shape is not None and arr.shape[1:] != (h, w):
+    shape = None if image_shape is None else _check_image_shape(image_shape)
+    if arr.ndim == 2:
+        if shape is None:
             raise UnitlensError(
-                f"images: shape {arr.shape} does not match image_shape {(h, w)}; expected (n, {h}, {w})"
+                f"images: shape {arr.shape} is a flat (n, h*w) batch, which needs image_shape=(h, w) or "
+                "(c, h, w); pass a single image as images[None]"
             )
-    elif arr.ndim == 2:
-        if image_shape is None:
+        if arr.shape[1] != math.prod(shape):
             raise UnitlensError(
-                f"images: shape {arr.shape} is a flat (n, h*w) batch, which needs image_shape=(h, w); "
-                "pass a single image as images[None]"
+                f"images: shape {arr.shape} does not match image_shape {tuple(image_shape or ())}; "
+                f"expected (n, {math.prod(shape)})"
             )
-        if arr.shape[1] != h * w:
+        arr = arr.reshape(arr.shape[0], *shape)  # channel-major, as flattened (c, h, w) images are
+    elif arr.ndim == 3:
+        if shape is not None and (shape[0] != 1 or arr.shape[1:] != shape[1:]):
             raise UnitlensError(
-                f"images: shape {arr.shape} does not match image_shape {(h, w)}; expected (n, {h * w})"
+                f"images: shape {arr.shape} does not match image_shape {tuple(image_shape or ())}; "
+                f"expected (n, {shape[1]}, {shape[2]})"
+                + (f" grey images, or (n, {shape[0]}, {shape[1]}, {shape[2]})" if shape[0] != 1 else "")
             )
-        arr = arr.reshape(arr.shape[0], h, w)
+        arr = arr[:, None]
+    elif arr.ndim == 4:
+        if arr.shape[1] not in (1, 3):
+            raise UnitlensError(
+                f"images: shape {arr.shape} is (n, c, h, w) with c = {arr.shape[1]}; expected 1 (grey) or 3 "
+                "(RGB) channels"
+            )
+        if shape is not None and arr.shape[1:] != shape:
+            raise UnitlensError(
+                f"images: shape {arr.shape} does not match image_shape {tuple(image_shape or ())}; "
+                f"expected (n, {shape[0]}, {shape[1]}, {shape[2]})"
+            )
     else:
-        raise UnitlensError(f"images: expected shape (n, h, w) or (n, h*w), got {arr.shape}")
-    if arr.shape[0] == 0 or arr.shape[1] == 0 or arr.shape[2] == 0:
+        raise UnitlensError(f"images: expected shape (n, h, w), (n, c, h, w) or (n, d), got {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[2] == 0 or arr.shape[3] == 0:
         raise UnitlensError(f"images: expected at least one non-empty image, got shape {arr.shape}")
-    return arr
+    # (n, 1, h, w) -> (n, h, w); (n, 3, h, w) -> (n, h, w, 3): pixels with their channels last.
+    return arr[:, 0] if arr.shape[1] == 1 else arr.transpose(0, 2, 3, 1)
 
 
 def tile_images(
     images: Any,
-    image_shape: tuple[int, int] | None = None,
+    image_shape: ImageShape | None = None,
     *,
     grid: tuple[int, int] | None = None,
     signed: bool | None = None,
@@ -162,23 +204,26 @@ def tile_images(
     and around the panel. Grid cells without an image are filled with ``border_value``.
 
     Args:
-        images: ``(n, h, w)``, or ``(n, h*w)`` together with ``image_shape``; numpy or torch.
-        image_shape: ``(h, w)``; required for flat images, checked against 3-D ones.
+        images: grey ``(n, h, w)``, ``(n, c, h, w)`` with c = 1 (grey) or 3 (RGB), or flat ``(n, d)``
+            together with ``image_shape`` (``d = h*w`` or ``c*h*w``, channel-major); numpy or torch.
+        image_shape: ``(h, w)`` or ``(c, h, w)``; required for flat images, checked against the others.
         grid: ``(rows, cols)`` with ``rows * cols >= n``; default: ``cols = ceil(sqrt(n))``,
             ``rows = ceil(n / cols)``.
-        signed: how tiles are scaled (see ``scale_tile``). None decides once for the whole call:
-            signed when any value is negative, so all tiles of a panel are displayed alike.
+        signed: how tiles are scaled (see ``scale_tile``; an RGB tile's three channels together). None
+            decides once for the whole call: signed when any value is negative, so all tiles of a panel
+            are displayed alike.
         border: border width in pixels (0 for none).
         border_value: grey level of borders and empty cells, in [0, 1]; white by default.
 
     Returns:
-        float64 array ``(H, W)`` with values in [0, 1].
+        float64 array with values in [0, 1]: ``(H, W)`` for grey images, ``(H, W, 3)`` for RGB ones.
 
     Raises:
         UnitlensError: wrong shapes, non-finite values, a grid too small for ``n``, bad border settings.
     """
     stack = _as_image_stack(images, image_shape)
-    n, h, w = stack.shape
+    n, h, w = stack.shape[:3]
+    colour = stack.shape[3:]  # () grey, (3,) RGB
     border = _check_int(border, "border", 0)
     _check_unit_interval(border_value, "border_value")
 
@@ -197,14 +242,15 @@ def tile_images(
         signed = bool((stack < 0).any())
     scaled = _scale_stack(stack, bool(signed))
 
-    panel = np.full((rows * h + (rows + 1) * border, cols * w + (cols + 1) * border), float(border_value))
-    # Fill the used cells in one assignment through a (rows, cols, h, w) view of the panel.
-    cells = np.full((rows * cols, h, w), float(border_value))
+    size = (rows * h + (rows + 1) * border, cols * w + (cols + 1) * border)
+    panel = np.full((*size, *colour), float(border_value))
+    # Fill the used cells in one assignment through a (rows, h, cols, w[, 3]) view of the panel.
+    cells = np.full((rows * cols, h, w, *colour), float(border_value))
     cells[:n] = scaled
     step_h, step_w = h + border, w + border
     inner = panel[border : border + rows * step_h, border : border + cols * step_w]
-    view = inner.reshape(rows, step_h, cols, step_w)[:, :h, :, :w]
-    view[...] = cells.reshape(rows, cols, h, w).transpose(0, 2, 1, 3)
+    view = inner.reshape(rows, step_h, cols, step_w, *colour)[:, :h, :, :w]
+    view[...] = np.moveaxis(cells.reshape(rows, cols, h, w, *colour), 1, 2)
     return panel
 
 

@@ -13,11 +13,16 @@ that ``RUN/figures/manifest.json`` lists (``unitlens.render.figures.read_manifes
 
 Nothing is fetched from a network: the report opens from disk with no server.
 
-Images travel compactly. Each image is scaled on its own to grey levels in [0, 1] by the paper's display
-rule (``unitlens.render.tiles``: signed arrays show zero as mid grey), quantised to uint8, and each array
-of images is zlib-compressed and base64-encoded. The browser inflates it with ``DecompressionStream``
-(format ``"deflate"`` is zlib's) and draws it on ``<canvas>``. Compression halves the payload: AM optima
-are noisy, but digits, filters and restarts that agree compress well.
+The results are the paper's stacks (``mnist-dbn``, ...) and users' own models (``NAME-RECIPE``, one file
+per recipe, with layer names and grey or RGB inputs; ``unitlens.render.figures.split_results_name``).
+Claims are measured on the paper's stacks only: a run of a user's model shows none and says so.
+
+Images travel compactly. Each image is scaled on its own to levels in [0, 1] by the paper's display rule
+(``unitlens.render.tiles``: signed arrays show zero as mid grey; an RGB image's three channels together),
+quantised to uint8 in the results' channel-major order (``(C, H, W)`` flattened: all red levels, then
+green, then blue), and each array of images is zlib-compressed and base64-encoded. The browser inflates it
+with ``DecompressionStream`` (format ``"deflate"`` is zlib's) and draws it on ``<canvas>``. Compression
+halves the payload: AM optima are noisy, but digits, filters and restarts that agree compress well.
 """
 
 from __future__ import annotations
@@ -39,9 +44,15 @@ import numpy as np
 from unitlens.atomic import write_text
 from unitlens.catalogue import DATASET_LABELS, DATASETS, MODEL_LABELS, MODELS
 from unitlens.errors import UnitlensError
-from unitlens.render.figures import FigureEntry, read_manifest
+from unitlens.render.figures import (
+    FigureEntry,
+    is_paper_stack,
+    read_manifest,
+    recipe_order,
+    split_results_name,
+)
 from unitlens.render.tiles import tile_images
-from unitlens.results import LayerResults, StackResults
+from unitlens.results import ImageShape, LayerResults, StackResults
 
 __all__ = [
     "DATA_GLOBAL",
@@ -72,6 +83,7 @@ IMAGE_KEYS = ("filters", "am_x", "samples", "samples_mean", "lc", "exemplars")
 # Per-unit numbers carried to the explorer: float arrays (U,) or (U, k), and integer ones.
 FLOAT_KEYS = (
     "am_activation",
+    "am_stationarity",
     "exemplar_activations",
     "restart_mean_cosine",
     "energy_concentration",
@@ -98,11 +110,12 @@ def _verdict_of(claim: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class ReportStack:
-    """One trained stack in the report: ``results/{dataset}-{model}.npz`` and its summary ``.json``.
+    """One trained stack or user model in the report: ``results/NAME.npz`` and its summary ``.json``.
 
     Attributes:
-        name: the file stem, ``{dataset}-{model}``.
-        dataset, model: the stem split at its last hyphen (model ``""`` when there is none).
+        name: the file stem: ``{dataset}-{model}`` for the paper's stacks, ``NAME-RECIPE`` for a user's model.
+        dataset, model: the paper's stacks: the stem split at its last hyphen (model ``""`` when there is
+            none); a user's model: its NAME and its recipe (``split_results_name``; ``""`` when none).
         results: the validated results (``unitlens.results.StackResults``), summary included when present.
         path: the ``.npz`` file.
     """
@@ -118,7 +131,34 @@ class ReportStack:
         return tuple(self.results.layers)
 
     @property
+    def is_paper(self) -> bool:
+        """One of the paper's DBN/SDAE stacks (``unitlens.catalogue``), not a user's model."""
+        return is_paper_stack(self.name)
+
+    @property
+    def recipe(self) -> str | None:
+        """A user model's AM recipe (``"paper"``, ``"lucid"``, ...), or None."""
+        return None if self.is_paper else (self.results.recipe or self.model or None)
+
+    @property
+    def description(self) -> str | None:
+        """A user model's description (the summary's ``"model"``), or None."""
+        return self.results.model_description
+
+    @property
+    def dataset_label(self) -> str:
+        return DATASET_LABELS.get(self.dataset, self.dataset) if self.is_paper else self.dataset
+
+    @property
+    def model_label(self) -> str:
+        if not self.is_paper:
+            return f"{self.recipe} recipe" if self.recipe else "results"
+        return MODEL_LABELS.get(self.model, self.model.upper() or "model")
+
+    @property
     def label(self) -> str:
+        if not self.is_paper:
+            return f"{self.dataset} — {self.model_label}"
         dataset = DATASET_LABELS.get(self.dataset, self.dataset)
         return f"{dataset} — {MODEL_LABELS.get(self.model, self.model.upper())}" if self.model else dataset
 
@@ -150,17 +190,27 @@ def _read_json(path: Path) -> Any:
         raise UnitlensError(f"{path}: not valid JSON ({exc})") from exc
 
 
-def _order_key(stem: str) -> tuple[int, str, int, str]:
-    dataset, _, model = stem.rpartition("-") if "-" in stem else (stem, "", "")
-    d = DATASET_ORDER.index(dataset) if dataset in DATASET_ORDER else len(DATASET_ORDER)
-    m = MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER)
-    return d, dataset, m, model
+def _order_key(stem: str) -> tuple[int, int, str, int, str]:
+    """Where a results file's stack goes: the paper's stacks first (data sets, then models, in the
+    catalogue's order), then users' models by NAME, each NAME's recipes paper, lucid, then the others.
+    Any stem sorts (a NAME with hyphens, dots or none at all)."""
+    if is_paper_stack(stem):
+        dataset, _, model = stem.rpartition("-")
+        return 0, DATASET_ORDER.index(dataset), dataset, MODEL_ORDER.index(model), model
+    name, recipe = split_results_name(stem)
+    rank, word = recipe_order(recipe)
+    return 1, 0, name, rank, word
 
 
 def _read_stack(npz: Path) -> ReportStack:
     stem = npz.stem
-    dataset, _, model = stem.rpartition("-") if "-" in stem else (stem, "", "")
-    return ReportStack(stem, dataset, model, StackResults.load(npz), npz)
+    results = StackResults.load(npz)
+    if is_paper_stack(stem):
+        dataset, _, model = stem.rpartition("-")
+    else:
+        dataset, recipe = split_results_name(stem, results.recipe)
+        model = recipe or ""
+    return ReportStack(stem, dataset, model, results, npz)
 
 
 def _check_claims(path: Path, doc: Any) -> tuple[dict[str, Any], ...]:
@@ -199,7 +249,7 @@ def read_run(run_dir: str | Path) -> RunContents:
     if not npzs:
         raise UnitlensError(
             f"run folder {folder} holds no results: expected results/{{dataset}}-{{model}}.npz files "
-            "(run the study first)"
+            "(run the study first) or results/NAME-RECIPE.npz ones (run `unitlens visualize --model ...`)"
         )
     stacks = tuple(_read_stack(p) for p in npzs)
 
@@ -224,24 +274,27 @@ def read_run(run_dir: str | Path) -> RunContents:
 # Compact images
 
 
-def quantise_images(images: np.ndarray, image_shape: tuple[int, int], signed: bool) -> np.ndarray:
+def quantise_images(images: np.ndarray, image_shape: ImageShape, signed: bool) -> np.ndarray:
     """Scale each image on its own for display and quantise it to 8 bits.
 
     Args:
-        images: ``(n, h*w)`` real values.
-        image_shape: ``(h, w)``.
+        images: ``(n, d)`` real values, d = ``prod(image_shape)``; colour images flattened channel-major.
+        image_shape: ``(h, w)`` grey, or ``(c, h, w)`` with c = 1 or 3.
         signed: True: ``0.5 + 0.5 * x / max|x|`` (zero is mid grey); False: stretched from min to max
-            (see ``unitlens.render.tiles.scale_tile``).
+            (see ``unitlens.render.tiles.scale_tile``). An RGB image's channels share its scale.
 
     Returns:
-        uint8 ``(n, h*w)``: ``round(255 * scaled)``, within half a level of the scaled value.
+        uint8 ``(n, d)`` in the input's order (channel-major for RGB): ``round(255 * scaled)``, within half
+        a level of the scaled value.
     """
     flat = np.asarray(images, dtype=np.float64)
-    n = flat.shape[0]
-    h, w = image_shape
+    n, d = flat.shape
     # A one-column grid without borders scales every tile on its own in one vectorised call.
-    panel = tile_images(flat, (h, w), grid=(n, 1), signed=signed, border=0)
-    return np.rint(panel.reshape(n, h * w) * 255.0).astype(np.uint8)
+    panel = tile_images(flat, image_shape, grid=(n, 1), signed=signed, border=0)
+    if panel.ndim == 3:  # (n*h, w, 3), channels last -> back to the results' (n, 3, h, w) order
+        h, w = image_shape[-2], image_shape[-1]
+        panel = panel.reshape(n, h, w, 3).transpose(0, 3, 1, 2)
+    return np.rint(panel.reshape(n, d) * 255.0).astype(np.uint8)
 
 
 def encode_images(q: np.ndarray) -> str:
@@ -271,7 +324,7 @@ def _floats(arr: np.ndarray, digits: int = 4) -> Any:
 
 def _layer_payload(stack: ReportStack, j: int) -> dict[str, Any]:
     a: LayerResults = stack.results.layers[j]
-    h, w = stack.results.image_shape
+    shape, d = stack.results.image_shape, stack.results.n_inputs
     images: dict[str, Any] = {}
     for key in IMAGE_KEYS:
         arr = getattr(a, key)
@@ -281,7 +334,7 @@ def _layer_payload(stack: ReportStack, j: int) -> dict[str, Any]:
         if per_unit == 0:
             continue
         signed = bool((arr < 0).any())
-        q = quantise_images(arr.reshape(-1, h * w), (h, w), signed)
+        q = quantise_images(arr.reshape(-1, d), shape, signed)
         images[key] = {"per_unit": per_unit, "signed": signed, "data": encode_images(q)}
     numbers: dict[str, Any] = {}
     for key in FLOAT_KEYS:
@@ -296,13 +349,14 @@ def _layer_payload(stack: ReportStack, j: int) -> dict[str, Any]:
     threshold = _get(stack.results.layer_summary(j) or {}, "degenerate", "threshold")
     out: dict[str, Any] = {
         "layer": j,
+        "name": stack.results.layer_name(j),
         "n_units": a.n_units,
         "n_restarts": a.n_restarts,
         "images": images,
         "numbers": numbers,
         "degenerate_threshold": threshold,
     }
-    if a.selectivity.size:
+    if a.selectivity is not None and a.selectivity.size:
         s = a.selectivity.astype(np.float64)
         us = s.shape[0]
         diag = np.diag(s).copy()
@@ -324,22 +378,37 @@ def _layer_payload(stack: ReportStack, j: int) -> dict[str, Any]:
 
 
 def explorer_payload(run: RunContents) -> dict[str, Any]:
-    """The JSON-able data the unit explorer reads: every stack's layers, images encoded."""
+    """The JSON-able data the unit explorer reads: every stack's layers, images encoded.
+
+    Per stack: ``image_shape`` as the results hold it (``[h, w]`` or ``[c, h, w]``), ``spatial`` ``[h, w]``
+    and ``channels`` (1 or 3): an image array of ``k`` images decodes to ``(k, channels, h, w)``
+    (``decode_images``); ``kind`` ``"paper"`` or ``"model"`` (a user's model, with its ``recipe``,
+    ``description`` and each layer's ``name``).
+    """
     stacks = []
     for stack in run.stacks:
-        h, w = stack.results.image_shape
+        r = stack.results
         stacks.append(
             {
                 "name": stack.name,
+                "kind": "paper" if stack.is_paper else "model",
+                # The explorer's first picker: a data set's stacks, or one user model's recipes (a model
+                # named like a data set must not join its stacks).
+                "group": stack.dataset if stack.is_paper else f"model:{stack.dataset}",
                 "dataset": stack.dataset,
                 "model": stack.model,
-                "dataset_label": DATASET_LABELS.get(stack.dataset, stack.dataset),
-                "model_label": MODEL_LABELS.get(stack.model, stack.model.upper() or "model"),
-                "image_shape": [h, w],
+                "dataset_label": stack.dataset_label,
+                "model_label": stack.model_label,
+                "recipe": stack.recipe,
+                "description": stack.description,
+                "image_shape": list(r.image_shape),
+                "spatial": list(r.spatial),
+                "channels": r.channels,
                 "layers": [_layer_payload(stack, j) for j in stack.layers],
             }
         )
-    return {"format": 1, "encoding": "zlib+base64 uint8", "stacks": stacks}
+    # Format 2: images may have 3 channels (format 1 was grey only).
+    return {"format": 2, "encoding": "zlib+base64 uint8, channel-major", "stacks": stacks}
 
 
 def data_js(payload: Mapping[str, Any]) -> str:
@@ -422,13 +491,44 @@ def _run_section(run: RunContents) -> str:
     names = ", ".join(f"<code>{_e(s.name)}</code>" for s in run.stacks)
     parts.append(
         f'<p class="note">Results for {len(run.stacks)} stacks: {names}. Folder: '
-        f"<code>{_e(run.folder.resolve())}</code>.</p></section>"
+        f"<code>{_e(run.folder.resolve())}</code>.</p>"
     )
+    parts.append(_stacks_table(run))
+    parts.append("</section>")
     return "".join(parts)
+
+
+def _stacks_table(run: RunContents) -> str:
+    """What each results file holds: the stack or model, its recipe and description, its layers, inputs."""
+    rows = []
+    for stack in run.stacks:
+        r = stack.results
+        c, (h, w) = r.channels, r.spatial
+        inputs = f"{h}×{w} " + ("RGB" if c == 3 else "grey")
+        layers = ", ".join(_e(r.layer_name(j)) for j in r.layers)
+        recipe = _e(stack.recipe) if stack.recipe else ("the paper's" if stack.is_paper else "—")
+        description = _e(stack.description) if stack.description else ""
+        rows.append(
+            f'<tr data-stack="{_e(stack.name)}"><th scope="row"><code>{_e(stack.name)}</code></th>'
+            f"<td>{_e(stack.label)}</td><td>{recipe}</td><td>{description}</td><td>{layers}</td>"
+            f"<td>{inputs}</td></tr>"
+        )
+    return (
+        '<div class="scroll"><table id="stacks-table" class="data"><caption>Stacks and models</caption>'
+        '<thead><tr><th scope="col">Results</th><th scope="col">Stack</th><th scope="col">Recipe</th>'
+        '<th scope="col">Model</th><th scope="col">Layers</th><th scope="col">Inputs</th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )
 
 
 def _claims_section(run: RunContents) -> str:
     head = '<section id="claims" aria-labelledby="claims-h"><h2 id="claims-h">Measured claims</h2>'
+    if run.claims is None and not any(s.is_paper for s in run.stacks):
+        return (
+            head + '<p class="note">There are no paper claims for this model: the claims of section 7 are '
+            "measured on the paper's DBN and SDAE stacks (<code>unitlens reproduce</code>), and this run "
+            "holds only a user's model.</p></section>"
+        )
     if run.claims is None:
         return (
             head
@@ -511,6 +611,12 @@ _LAYER_COLUMNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ),
     ("Capped", "units with a restart stopped by the step cap", ("restarts", "n_units_capped")),
     (
+        "Stationarity",
+        "median share of the gradient along the sphere at x* (0: a constrained optimum; a dash where the "
+        "recipe has no constraint surface, as lucid's)",
+        ("am_stationarity", "median"),
+    ),
+    (
         "Dead/flat",
         "units whose AM image is not a feature: dead (cannot be moved) or on a plateau",
         ("flat", "n_flagged"),
@@ -568,26 +674,36 @@ def _layers_section(run: RunContents) -> str:
         '<p class="note">Per stack and layer. Hover a column heading for its definition.</p>',
     ]
     threshold = _threshold_heading(run)
-    heads = "".join(
-        f'<th scope="col" title="{_e(tip)}">{title.format(threshold=_e(threshold))}</th>'
-        for title, tip, _ in _LAYER_COLUMNS
-    )
     for stack in run.stacks:
+        # Without a summary only the unit count is known: the results hold no per-layer figures.
+        summaries = {
+            j: stack.results.layer_summary(j) or {"n_units": stack.results.layers[j].n_units}
+            for j in stack.layers
+        }
+        columns = list(_LAYER_COLUMNS)
+        if not stack.is_paper:
+            # A user's model has no linear combination, samples, control or closed form: drop the columns
+            # no layer of it fills rather than show rows of dashes.
+            columns = [c for c in columns if any(_get(sm, *c[2]) is not None for sm in summaries.values())]
+        heads = "".join(
+            f'<th scope="col" title="{_e(tip)}">{title.format(threshold=_e(threshold))}</th>'
+            for title, tip, _ in columns
+        )
         rows = []
-        for j in stack.layers:
-            # Without a summary only the unit count is known: the results hold no per-layer figures.
-            summary = stack.results.layer_summary(j) or {"n_units": stack.results.layers[j].n_units}
-            cells = "".join(f"<td>{_e(_fmt(_get(summary, *path)))}</td>" for _, _, path in _LAYER_COLUMNS)
-            rows.append(f'<tr><th scope="row">{j}</th>{cells}</tr>')
+        for j, summary in summaries.items():
+            cells = "".join(f"<td>{_e(_fmt(_get(summary, *path)))}</td>" for _, _, path in columns)
+            name = stack.results.layer_name(j) if stack.results.layer_names is not None else str(j)
+            rows.append(f'<tr><th scope="row">{_e(name)}</th>{cells}</tr>')
         note = (
             f' <span class="note">(no <code>{_e(stack.name)}.json</code>: the study\'s summary is missing, '
             "only the unit counts are shown)</span>"
             if stack.results.summary is None
             else ""
         )
+        about = f": {_e(stack.description)}" if stack.description else ""
         parts.append(
             f'<div class="scroll"><table class="data layer-table" id="stack-{_e(stack.name)}" '
-            f'data-stack="{_e(stack.name)}"><caption>{_e(stack.label)}{note}</caption>'
+            f'data-stack="{_e(stack.name)}"><caption>{_e(stack.label)}{about}{note}</caption>'
             f'<thead><tr><th scope="col">Layer</th>{heads}</tr></thead>'
             f"<tbody>{''.join(rows)}</tbody></table></div>"
         )
@@ -599,8 +715,8 @@ _EXPLORER = """
 <section id="explorer" aria-labelledby="explorer-h">
 <h2 id="explorer-h">Unit explorer</h2>
 <p class="note">Pick a stack, a layer and a unit. Keys: <kbd>&larr;</kbd> / <kbd>&rarr;</kbd> previous / next
-unit (when no control has focus). Each image is scaled on its own; signed images show zero as grey, negative
-as black, positive as white.</p>
+unit (when no control has focus). Each image is scaled on its own (an RGB image's channels together); signed
+images show zero as grey, negative as black, positive as white.</p>
 <div class="picker" role="group" aria-label="Choose a unit">
   <label for="pick-dataset">Data set</label><select id="pick-dataset"></select>
   <label for="pick-model">Model</label><select id="pick-model"></select>

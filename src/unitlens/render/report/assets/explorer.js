@@ -2,7 +2,10 @@
  *
  * Reads window.UNITLENS_REPORT_DATA (assigned by data.js, written by unitlens.render.report.builder).
  * Images arrive as zlib-compressed, base64-encoded uint8 arrays, one per stack / layer / kind, already
- * scaled for display (each image on its own; signed ones grey at zero). They are inflated on demand with
+ * scaled for display (each image on its own; signed ones grey at zero). An image is channels x h x w
+ * levels, channel-major (a grey image is one plane; an RGB one its red, green and blue planes in turn).
+ * Stacks are the paper's DBN/SDAE stacks (kind "paper") or a user's own model (kind "model", one stack
+ * per AM recipe, layers with names). They are inflated on demand with
  * DecompressionStream, cached, and drawn on <canvas> at their native size; CSS enlarges them with
  * image-rendering: pixelated. No network access: everything comes from data.js.
  */
@@ -41,6 +44,25 @@
 
   const stacks = DATA.stacks;
   const state = { stack: stacks[0], layer: stacks[0].layers[0], unit: 0 };
+
+  // Height, width and channels of a stack's images (data.js before colour images had only image_shape).
+  function geometry(stack) {
+    const hw = stack.spatial || stack.image_shape.slice(-2);
+    return { h: hw[0], w: hw[1], c: stack.channels || 1 };
+  }
+
+  function isModel(stack) {
+    return stack.kind === "model";
+  }
+
+  // The first picker's groups: a data set of the paper's stacks, or one user model's recipes.
+  function group(stack) {
+    return stack.group || stack.dataset;
+  }
+
+  function layerLabel(layer) {
+    return layer.name || "layer " + layer.layer;
+  }
 
   // ---- helpers ---------------------------------------------------------------------------------------
 
@@ -102,12 +124,13 @@
   // ---- drawing ---------------------------------------------------------------------------------------
 
   function scaleFor(shape, target) {
-    return Math.max(1, Math.round(target / Math.max(shape[0], shape[1])));
+    return Math.max(1, Math.round(target / Math.max(shape.h, shape.w)));
   }
 
-  // One image (row `index` of a decoded array) on a canvas, with an optional caption.
+  // One image (image `index` of a decoded array, shape.c planes of shape.h x shape.w levels) on a canvas,
+  // with an optional caption.
   function imageFigure(array, index, shape, scale, caption, label, extraClass) {
-    const h = shape[0], w = shape[1];
+    const h = shape.h, w = shape.w, c = shape.c;
     const fig = el("figure", "tile" + (extraClass ? " " + extraClass : ""));
     const canvas = document.createElement("canvas");
     canvas.width = w;
@@ -118,13 +141,15 @@
     canvas.setAttribute("aria-label", label);
     const ctx = canvas.getContext("2d");
     const image = ctx.createImageData(w, h);
-    const offset = index * h * w;
-    for (let i = 0; i < h * w; i++) {
-      const g = array[offset + i];
+    const plane = h * w;
+    const offset = index * c * plane;
+    // Grey: one plane for red, green and blue alike; RGB: the three planes in turn.
+    const green = c === 3 ? plane : 0, blue = c === 3 ? 2 * plane : 0;
+    for (let i = 0; i < plane; i++) {
       const o = 4 * i;
-      image.data[o] = g;
-      image.data[o + 1] = g;
-      image.data[o + 2] = g;
+      image.data[o] = array[offset + i];
+      image.data[o + 1] = array[offset + green + i];
+      image.data[o + 2] = array[offset + blue + i];
       image.data[o + 3] = 255;
     }
     ctx.putImageData(image, 0, 0);
@@ -185,12 +210,16 @@
   // ---- the view of one unit --------------------------------------------------------------------------
 
   function buildView(stack, layer, u, arrays, selectivity) {
-    const shape = stack.image_shape;
+    const shape = geometry(stack);
     const big = scaleFor(shape, 168);
     const small = scaleFor(shape, 84);
     const num = layer.numbers;
     const unitId = num.units[u];
-    const name = stack.model_label + " layer " + layer.layer + " unit " + unitId;
+    const model = isModel(stack);
+    const name = (model ? stack.dataset_label + " (" + stack.model_label + ") " + layerLabel(layer)
+      : stack.model_label + " layer " + layer.layer) + " unit " + unitId;
+    // A user's model: a unit's activation is its output (after a ReLU, say); the stacks' is pre-sigmoid.
+    const actWord = model ? "activation" : "pre-sigmoid activation";
     const R = layer.n_restarts;
     const best = num.am_best[u];
     const acts = num.am_activation[u];
@@ -198,7 +227,7 @@
     const at = (key, i) => layer.images[key].per_unit * u + i;
 
     // Headline: the filter (layer 1) and the best AM optimum.
-    const main = panel("main", layer.layer === 1 ? "Filter and AM optimum" : "Activation maximization");
+    const main = panel("main", arrays.filters ? "Filter and AM optimum" : "Activation maximization");
     const flagged = num.flat && num.flat[u] === 1;
     if (flagged) {
       const dead = num.dead && num.dead[u] === 1;
@@ -216,7 +245,7 @@
         "filter (weight row " + unitId + ")", name + ": filter", "headline"));
     }
     heads.push(imageFigure(arrays.am_x, at("am_x", best), shape, big,
-      "AM best: restart " + (best + 1) + " of " + R + ", pre-sigmoid activation " + fmtAct(acts[best]) +
+      "AM best: restart " + (best + 1) + " of " + R + ", " + actWord + " " + fmtAct(acts[best]) +
         (flagged ? " (not a feature)" : ""),
       name + ": best activation-maximization input", "headline"));
     main.appendChild(row(heads));
@@ -236,13 +265,26 @@
         // The study's threshold, from its summary; null (no summary): no verdict.
         conc !== null && layer.degenerate_threshold !== null && conc > layer.degenerate_threshold
           ? "(degenerate: energy in a few pixels)" : ""],
-      ["LC vs AM (Pearson)", num.lc_vs_am ? fmt(num.lc_vs_am[u]) : "—"],
-      ["Samples vs AM (Pearson)", num.samples_vs_am ? fmt(num.samples_vs_am[u]) : "—"],
     ];
+    // A user's model has neither a linear combination nor clamped samples to compare with.
+    if (!model || num.lc_vs_am) {
+      pairs.push(["LC vs AM (Pearson)", num.lc_vs_am ? fmt(num.lc_vs_am[u]) : "—"]);
+    }
+    if (!model || num.samples_vs_am) {
+      pairs.push(["Samples vs AM (Pearson)", num.samples_vs_am ? fmt(num.samples_vs_am[u]) : "—"]);
+    }
     if (steps) {
       const capped = converged ? converged.filter((c) => c === 0).length : 0;
+      // A recipe without a stopping rule (lucid: a fixed number of Adam steps) never "converges": all of
+      // its restarts run to the end, which is not a warning.
+      const fixed = converged && capped === converged.length && Math.min(...steps) === Math.max(...steps);
       pairs.push(["AM steps", Math.min(...steps) + " to " + Math.max(...steps),
-        capped ? "(" + capped + " stopped by the cap)" : ""]);
+        capped && !fixed ? "(" + capped + " stopped by the cap)" : ""]);
+    }
+    if (num.am_stationarity) {
+      // NaN (null here) where a recipe has no constraint surface to be stationary on: shown as a dash.
+      const st = num.am_stationarity[u].filter((x) => x !== null);
+      pairs.push(["AM stationarity", st.length ? fmt(Math.min(...st)) + " to " + fmt(Math.max(...st)) : "—"]);
     }
     if (layer.selectivity && u < layer.selectivity.n) {
       pairs.push(["Selectivity margin", fmt(layer.selectivity.margin ? layer.selectivity.margin[u] : null),
@@ -283,7 +325,8 @@
       }
     } else {
       let why = "No clamped samples in this run's results.";
-      if (stack.model === "sdae") { why = "The SDAE is not a generative model: it has no clamped samples."; }
+      if (model) { why = "Clamped sampling is defined for DBNs, not for this model."; }
+      else if (stack.model === "sdae") { why = "The SDAE is not a generative model: it has no clamped samples."; }
       else if (layer.layer === 1) { why = "Clamped sampling applies to layers 2 and up."; }
       samples.appendChild(el("p", "note", why));
     }
@@ -297,7 +340,9 @@
         (layer.layer === 1 ? "layer 1: the filter itself" : "top-K lower filters") + " (vs AM: " + fmt(corr) + ")",
         name + ": linear combination of lower-layer filters")]));
     } else {
-      lc.appendChild(el("p", "note", "No linear combination in this run's results."));
+      lc.appendChild(el("p", "note", model
+        ? "No linear combination: it is defined for stacks of sigmoid layers, not for this model."
+        : "No linear combination in this run's results."));
     }
     panels.push(lc);
 
@@ -328,7 +373,8 @@
       const text = "diagonal " + fmt(layer.selectivity.diagonal[u]) + "; largest other " + fmt(other) +
         (which === null ? "" : " (unit " + num.units[which] + ")") + "; margin " + fmt(margin);
       sel.appendChild(barChart(values, u, name + ": selectivity row, " + text));
-      sel.appendChild(el("p", "caption", "Post-sigmoid activation of each of the first " + n + " units for " +
+      sel.appendChild(el("p", "caption", (model ? "Activation (above its data-set minimum)" : "Post-sigmoid activation") +
+        " of each of the first " + n + " units for " +
         "this unit's AM input, each unit's column divided by its sum over the " + n + " patterns (its share " +
         "of its total response); bar height 0 to " + fmt(layer.selectivity.scale_max) + ", the matrix's " +
         "largest entry; orange is this unit. " + text + "."));
@@ -361,7 +407,8 @@
     view.replaceChildren(...buildView(stack, layer, u, arrays, selectivity));
     const unitId = layer.numbers.units[u];
     view.dataset.shown = stack.name + "/" + layer.layer + "/" + unitId;
-    status.textContent = stack.dataset_label + ", " + stack.model_label + ", layer " + layer.layer +
+    status.textContent = stack.dataset_label + ", " + stack.model_label + ", " +
+      (isModel(stack) ? layerLabel(layer) : "layer " + layer.layer) +
       ", unit " + unitId + " (" + (u + 1) + " of " + layer.n_units + ")";
     try {
       history.replaceState(null, "", "#unit=" + view.dataset.shown);
@@ -374,12 +421,17 @@
 
   function fillControls() {
     const s = state.stack;
-    pick.dataset.value = s.dataset;
+    // A user's model is picked by name, then recipe; the paper's stacks by data set, then model.
+    const first = document.querySelector('label[for="pick-dataset"]');
+    const second = document.querySelector('label[for="pick-model"]');
+    if (first) { first.textContent = isModel(s) ? "Model" : "Data set"; }
+    if (second) { second.textContent = isModel(s) ? "Recipe" : "Model"; }
+    pick.dataset.value = group(s);
     pick.model.replaceChildren();
-    stacks.filter((t) => t.dataset === s.dataset).forEach((t) => option(pick.model, t.name, t.model_label));
+    stacks.filter((t) => group(t) === group(s)).forEach((t) => option(pick.model, t.name, t.model_label));
     pick.model.value = s.name;
     pick.layer.replaceChildren();
-    s.layers.forEach((l) => option(pick.layer, l.layer, "Layer " + l.layer));
+    s.layers.forEach((l) => option(pick.layer, l.layer, l.name && isModel(s) ? l.name : "Layer " + l.layer));
     pick.layer.value = String(state.layer.layer);
     pick.unit.replaceChildren();
     const flat = state.layer.numbers.flat;
@@ -401,14 +453,14 @@
     choose(state.stack, state.layer.layer, (state.unit + delta + n) % n);
   }
 
-  unique(stacks.map((s) => s.dataset)).forEach((d) => {
-    const s = stacks.find((t) => t.dataset === d);
-    option(pick.dataset, d, s.dataset_label);
+  unique(stacks.map(group)).forEach((g) => {
+    const s = stacks.find((t) => group(t) === g);
+    option(pick.dataset, g, s.dataset_label);
   });
 
   pick.dataset.addEventListener("change", () => {
-    const same = stacks.find((t) => t.dataset === pick.dataset.value && t.model === state.stack.model);
-    const any = stacks.find((t) => t.dataset === pick.dataset.value);
+    const same = stacks.find((t) => group(t) === pick.dataset.value && t.model === state.stack.model);
+    const any = stacks.find((t) => group(t) === pick.dataset.value);
     choose(same || any, state.layer.layer, state.unit);
   });
   pick.model.addEventListener("change", () => {
