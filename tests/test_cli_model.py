@@ -111,3 +111,19 @@ def test_a_pickled_model_is_refused_with_how_to_convert(
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "torch.export" in err and "safetensors" in err
+
+
+def test_visualize_the_colour_example_with_its_crops(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("example_photo_cnn_cli", EXAMPLES / "photo_cnn.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    weights, crops = tmp_path / "photo.safetensors", tmp_path / "crops.npz"
+    module.main(["--out", str(weights), "--epochs", "1", "--limit", "200", "--crops", str(crops)])
+    out = tmp_path / "run"
+    args = ["visualize", "--model", f"{EXAMPLES / 'photo_cnn.py'}:build", "--weights", str(weights)]
+    args += ["--layer", "conv2", "--input-shape", "3,32,32", "--data", str(crops), "--out", str(out), *TINY]
+    assert main(args) == 0  # the default recipe for colour inputs is lucid
+    results = StackResults.load(out / "results" / "model-lucid.npz")
+    assert results.channels == 3 and results.layer(1).am_x.shape == (3, 2, 3 * 32 * 32)
+    assert load_png(out / "figures" / "model-lucid-layers.png").shape[-1] == 3

@@ -251,7 +251,8 @@ def test_compose_applies_in_order_and_hands_out_u_columns_in_order() -> None:
     by_hand = steps[4](by_hand, u[:, 4:6])
     composed = Compose(steps)
     assert composed.n_random == 6
-    assert torch.equal(composed(x, u), by_hand)
+    # Compose fuses the warps with the crops around them: the same up to float rounding (see below).
+    torch.testing.assert_close(composed(x, u), by_hand, rtol=0, atol=1e-5)
 
 
 def test_compose_accepts_a_list_and_nests() -> None:
@@ -260,6 +261,79 @@ def test_compose_accepts_a_list_and_nests() -> None:
     outer = Compose((inner, Jitter(1)))
     x, u = torch.rand(2, 1, 8, 8), torch.rand(2, 4)
     assert torch.equal(outer(x, u), Jitter(1)(Pad(1)(Jitter(2)(x, u[:, :2]), u[:, 2:2]), u[:, 2:]))
+
+
+# ------------------------------------------------------------------------------- Compose's fused paths
+
+
+def _stepwise(transform: Transform, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """The reference composition: every transform by its own __call__, one at a time."""
+    if type(transform) is not Compose:
+        return transform(x, u)
+    start = 0
+    for t in transform.transforms:
+        x = _stepwise(t, x, u[:, start : start + t.n_random])
+        start += t.n_random
+    return x
+
+
+FUSED_CASES = [
+    (standard_transforms(), (5, 3, 32, 32)),
+    (standard_transforms(), (4, 1, 8, 8)),
+    (standard_transforms(), (3, 3, 20, 26)),
+    (Compose((Pad(12), Jitter(8, ndim=1), Jitter(4, ndim=1))), (3, 2, 30)),
+    (Compose((Pad(3, mode="reflect"), Jitter(2), RandomScale((0.8, 1.25)), Jitter(3))), (4, 2, 9, 11)),
+    (Compose((Pad(2, mode="replicate"), RandomScale((0.7, 1.3)))), (4, 2, 7, 10)),
+    (Compose((Pad(2, value=0.0), Jitter(1), RandomScale((1.0, 0.5)))), (4, 2, 8, 8)),
+    (Compose((Jitter(3), RandomScale((0.9, 1.1), padding="border"), Jitter(2))), (4, 2, 12, 10)),
+    (Compose((RandomRotate((-30.0, 45.0), padding="reflection"), Jitter(3), Jitter(1))), (4, 2, 12, 14)),
+    (Compose((RandomScale((2.0, 0.6)), RandomScale((0.5, 1.4)), RandomRotate((90.0, 7.0)))), (4, 2, 9, 9)),
+    (Compose((Pad(1), Pad(2, mode="reflect"), Jitter(2), Pad(1, value=-1.0), Jitter(3))), (4, 2, 6, 7)),
+    (
+        Compose(
+            (
+                Compose((Pad(4), Jitter(3))),
+                RandomScale((0.9, 1.1)),
+                Compose((RandomRotate((10.0, -4.0)), Jitter(2))),
+            )
+        ),
+        (4, 3, 10, 12),
+    ),
+]
+
+
+@pytest.mark.parametrize(("transform", "shape"), FUSED_CASES)
+def test_fused_compose_equals_the_reference_composition(transform: Compose, shape: tuple[int, ...]) -> None:
+    gen = torch.Generator().manual_seed(0)
+    u = torch.rand(shape[0], transform.n_random, generator=gen)
+    u[0], u[1] = 0.0, 1.0  # the first and the last choice of every transform
+    for dtype, atol in ((torch.float32, 1e-5), (torch.float64, 1e-10)):
+        x = torch.rand(shape, generator=gen, dtype=dtype, requires_grad=True)
+        fused, reference = transform(x, u.to(dtype)), _stepwise(transform, x, u.to(dtype))
+        assert fused.shape == reference.shape and fused.dtype == dtype
+        torch.testing.assert_close(fused, reference, rtol=0, atol=atol)
+        # The gradients too (the adjoint of each fused map).
+        cotangent = torch.rand(fused.shape, generator=gen, dtype=dtype)
+        (g_fused,) = torch.autograd.grad(fused, x, cotangent)
+        (g_reference,) = torch.autograd.grad(reference, x, cotangent)
+        torch.testing.assert_close(g_fused, g_reference, rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize(
+    ("transform", "x", "message"),
+    [
+        (Compose((Pad(1), Jitter(20), RandomScale((1.0,)))), torch.rand(2, 1, 8, 8), "Jitter.distance"),
+        (Compose((Pad(5, mode="reflect"), RandomScale((1.0,)))), torch.rand(2, 1, 4, 4), "Pad.width"),
+        (Compose((Pad(1), Jitter(2, ndim=1), RandomScale((1.0,)))), torch.rand(2, 1, 8, 8), "Jitter.ndim"),
+        (Compose((Pad(1), RandomScale((1.0,)))), torch.rand(2, 1, 8), r"\(n, C, H, W\)"),
+        (Compose((RandomRotate((0.0,)), Jitter(9))), torch.rand(2, 1, 8, 8), "Jitter.distance"),
+    ],
+)
+def test_fused_compose_raises_what_the_transforms_raise(
+    transform: Compose, x: torch.Tensor, message: str
+) -> None:
+    with pytest.raises(UnitlensError, match=message):
+        transform(x, torch.rand(x.shape[0], transform.n_random))
 
 
 # --------------------------------------------------------------------------------- gradients and rows
