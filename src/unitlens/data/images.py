@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -102,8 +103,9 @@ def _to_grey(image: Image.Image) -> np.ndarray:
     return (rgb @ _LUMA) / 255.0
 
 
-def read_grey_image(path: str | Path) -> np.ndarray:
-    """Read one image file as (H, W) float64 grey in [0, 1].
+def _read_image(path: str | Path, convert: Callable[[Image.Image], np.ndarray], expected: str) -> np.ndarray:
+    """Decode one image file with ``convert`` and check it (non-empty, ``expected`` shape, finite), clipped
+    to [0, 1].
 
     Raises:
         UnitlensError: the file cannot be read as an image (naming the file).
@@ -112,14 +114,26 @@ def read_grey_image(path: str | Path) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image.load()
-            grey = _to_grey(image)
+            pixels = convert(image)
     except _READ_ERRORS as err:
         raise UnitlensError(f"cannot read image {path}: {err}") from err
-    if grey.ndim != 2 or grey.size == 0:
-        raise UnitlensError(f"image {path} decoded to shape {grey.shape}, expected a non-empty 2-D image")
-    if not np.isfinite(grey).all():
+    rank = 2 if expected == "2-D" else 3
+    if pixels.ndim != rank or pixels.size == 0 or (rank == 3 and pixels.shape[2] != 3):
+        raise UnitlensError(
+            f"image {path} decoded to shape {pixels.shape}, expected a non-empty {expected} image"
+        )
+    if not np.isfinite(pixels).all():
         raise UnitlensError(f"image {path} holds non-finite pixel values")
-    return np.clip(grey, 0.0, 1.0)
+    return np.clip(pixels, 0.0, 1.0)
+
+
+def read_grey_image(path: str | Path) -> np.ndarray:
+    """Read one image file as (H, W) float64 grey in [0, 1].
+
+    Raises:
+        UnitlensError: the file cannot be read as an image (naming the file).
+    """
+    return _read_image(path, _to_grey, "2-D")
 
 
 def load_bundled_photos() -> list[np.ndarray]:
@@ -149,20 +163,7 @@ def read_rgb_image(path: str | Path) -> np.ndarray:
     Raises:
         UnitlensError: the file cannot be read as an image (naming the file).
     """
-    path = Path(path)
-    try:
-        with Image.open(path) as image:
-            image.load()
-            rgb = _to_rgb(image)
-    except _READ_ERRORS as err:
-        raise UnitlensError(f"cannot read image {path}: {err}") from err
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.size == 0:
-        raise UnitlensError(
-            f"image {path} decoded to shape {rgb.shape}, expected a non-empty (H, W, 3) image"
-        )
-    if not np.isfinite(rgb).all():
-        raise UnitlensError(f"image {path} holds non-finite pixel values")
-    return np.clip(rgb, 0.0, 1.0)
+    return _read_image(path, _to_rgb, "(H, W, 3)")
 
 
 def load_bundled_photos_rgb() -> list[np.ndarray]:
