@@ -34,8 +34,8 @@ from unitlens.analysis.selectivity import selectivity_from_matrix
 from unitlens.errors import UnitlensError
 from unitlens.results import ImageShape, LayerResults, StackResults
 from unitlens.visualize.activation_maximization import AMResult, maximize_activation
-from unitlens.visualize.objectives import Capture, ForwardFn, unit_activations
-from unitlens.visualize.recipe import Recipe, lucid_recipe
+from unitlens.visualize.objectives import Capture, ForwardFn, parameter_like, unit_activations
+from unitlens.visualize.recipe import Recipe, resolve_recipe
 
 __all__ = ["ModelStudyConfig", "layer_activations", "study_model"]
 
@@ -95,7 +95,7 @@ def layer_activations(
     """(n, *input_shape) inputs -> (n, units) every unit's activation, as AM's ``Unit`` objective reads it."""
     capture = Capture(model, frozenset({layer}), forward_fn, tuple(x.shape[1:]))
     try:
-        dtype, device = _like(model)
+        dtype, device = parameter_like(model)
         chunks = []
         for start in range(0, x.shape[0], batch_size):
             batch = x[start : start + batch_size].to(device=device, dtype=dtype)
@@ -103,13 +103,6 @@ def layer_activations(
         return torch.cat(chunks)
     finally:
         capture.remove()
-
-
-def _like(model: nn.Module) -> tuple[torch.dtype, torch.device]:
-    for tensor in (*model.parameters(), *model.buffers()):
-        if tensor.is_floating_point():
-            return tensor.dtype, tensor.device
-    return torch.float32, torch.device("cpu")
 
 
 def _centred(x: Tensor) -> Tensor:
@@ -146,7 +139,8 @@ def study_layer(
     units = list(range(n_layer if config.units is None else min(config.units, n_layer)))
     if config.n_exemplars > data.shape[0]:
         raise UnitlensError(f"n_exemplars = {config.n_exemplars} exceeds the {data.shape[0]} data examples")
-    chosen = _resolve(recipe, input_shape, data, config)
+    # The lucid spectrum (and colour correlation) is measured from the user's data, offline.
+    chosen = resolve_recipe(recipe, input_shape, data.to(torch.float64), steps=config.steps)
     kwargs: dict[str, Any] = {
         "restarts": config.restarts,
         "generator": generator,
@@ -162,17 +156,6 @@ def study_layer(
     am = maximize_activation(model, layer, units, recipe=chosen, **kwargs)
     seconds["activation_maximization"] = time.perf_counter() - t
     return _layer_results(model, layer, data, acts[:, units], am, chosen, config, seconds, forward_fn)
-
-
-def _resolve(recipe: str | Recipe, shape: tuple[int, ...], data: Tensor, config: ModelStudyConfig) -> Recipe:
-    if isinstance(recipe, Recipe):
-        return recipe
-    if recipe == "paper":
-        return Recipe("paper")
-    if recipe == "lucid":
-        # The spectrum (and colour correlation) measured from the user's data, offline.
-        return lucid_recipe(shape, data=data.to(torch.float64), steps=config.steps)
-    raise UnitlensError(f"recipe must be 'paper' or 'lucid', got {recipe!r}")
 
 
 def _layer_results(

@@ -57,7 +57,15 @@ from torch import Tensor, nn
 from unitlens.errors import UnitlensError
 from unitlens.models.stack import LayerStack
 from unitlens.visualize.feature_vis import TorchOptimizer, optimize_images
-from unitlens.visualize.objectives import Capture, Context, ForwardFn, Objective, Unit, as_objective
+from unitlens.visualize.objectives import (
+    Capture,
+    Context,
+    ForwardFn,
+    Objective,
+    Unit,
+    as_objective,
+    parameter_like,
+)
 from unitlens.visualize.parameterizations import Parameterization, Pixels
 from unitlens.visualize.recipe import Recipe, resolve_recipe
 from unitlens.visualize.seeding import draw_base_seed, unit_seed
@@ -531,13 +539,6 @@ def _resolve_module(model: nn.Module, layer: object) -> tuple[nn.Module, str]:
     )
 
 
-def _parameter_like(model: nn.Module) -> tuple[torch.dtype, torch.device]:
-    for tensor in (*model.parameters(), *model.buffers()):
-        if tensor.is_floating_point():
-            return tensor.dtype, tensor.device
-    return torch.float32, torch.device("cpu")
-
-
 def _check_shape(input_shape: Sequence[int] | None, n_inputs: int | None) -> tuple[int, ...]:
     """Validate a per-input shape; for a stack, its size must be ``n_inputs`` (default (n_inputs,))."""
     if input_shape is None:
@@ -786,7 +787,7 @@ def _module_setup(
         objective, where = _default_objective(model, layer, unit_axis, channel_reduce)
     else:
         where = "the objective"
-    dtype, device = _parameter_like(model)
+    dtype, device = parameter_like(model)
     # Evaluation mode: dropout and batch statistics would make every input depend on the others.
     model.eval()
     evaluator = _ModuleObjective(model, objective, shape, forward_fn)

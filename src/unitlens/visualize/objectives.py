@@ -55,6 +55,7 @@ __all__ = [
     "TotalVariation",
     "Unit",
     "as_objective",
+    "parameter_like",
     "unit_activations",
 ]
 
@@ -446,6 +447,15 @@ def as_objective(value: object) -> Objective:
             f"objective must be a unitlens objective (Unit, Direction, ClassLogit, ...), got {value!r}"
         )
     return value
+
+
+def parameter_like(model: nn.Module) -> tuple[torch.dtype, torch.device]:
+    """The dtype and device of a model's first floating-point parameter or buffer (float32 on the CPU for a
+    model with none): what its inputs are made in."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype, tensor.device
+    return torch.float32, torch.device("cpu")
 
 
 class _StopForwardError(Exception):

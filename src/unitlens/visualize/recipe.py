@@ -91,9 +91,14 @@ def lucid_recipe(
 
 
 def resolve_recipe(
-    recipe: str | Recipe, input_shape: Sequence[int] | None, data: Tensor | None = None
+    recipe: str | Recipe,
+    input_shape: Sequence[int] | None,
+    data: Tensor | None = None,
+    *,
+    steps: int = LUCID_STEPS,
 ) -> Recipe:
-    """A :class:`Recipe` from a name (``"paper"``, ``"lucid"``) or itself."""
+    """A :class:`Recipe` from a name (``"paper"``, ``"lucid"``, with ``data`` and ``steps`` for lucid) or
+    itself."""
     if isinstance(recipe, Recipe):
         return recipe
     if recipe == "paper":
@@ -101,5 +106,5 @@ def resolve_recipe(
     if recipe == "lucid":
         if input_shape is None:
             raise UnitlensError("the lucid recipe needs input_shape, e.g. (3, 32, 32)")
-        return lucid_recipe(input_shape, data=data)
+        return lucid_recipe(input_shape, data=data, steps=steps)
     raise UnitlensError(f"recipe must be one of {RECIPES} or a Recipe, got {recipe!r}")
