@@ -94,6 +94,13 @@ than with 1 (each operation waits at a thread barrier for a descheduled thread),
 operations barely notice; comparing at one fixed count could credit unitlens with its references' bad
 luck. The tables show both counts.
 
+**The C allocator.** By default the benchmark first calls ``unitlens.allocator.keep_freed_memory()``, as
+the ``unitlens`` command does: with glibc's adaptive thresholds a step's blocks of 0.1-5 MB are returned
+to the system when freed and faulted in again at the next step, which made the same forward and
+backward pass 1.5x slower, by luck of the allocation pattern (the model floor escaped it, unitlens's
+steps did not). ``--allocator default`` keeps glibc's defaults; the setting is the same for every
+candidate and is printed.
+
 Timings are medians over the rounds and repeats after a short warm-up (2 steps) of every candidate at every
 thread count, with pauses between candidates; the candidates of both models are interleaved round by
 round, so a change in the machine's load hits all of them. The load average is printed at the start and
@@ -140,6 +147,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from unitlens.allocator import keep_freed_memory
 from unitlens.visualize.activation_maximization import maximize_activation
 from unitlens.visualize.feature_vis import TorchOptimizer
 from unitlens.visualize.parameterizations import Pixels
@@ -629,7 +637,15 @@ def main() -> None:
     parser.add_argument("--lucent-path", default=None, help="folder holding Lucent (see the docstring)")
     parser.add_argument("--paper-chunk", type=int, default=None, help="chunk_size of the paper recipe")
     parser.add_argument("--lucid-chunk", type=int, default=None, help="chunk_size of the lucid recipe")
+    parser.add_argument(
+        "--allocator",
+        choices=("kept", "default"),
+        default="kept",
+        help="kept: unitlens.allocator.keep_freed_memory() first, as the unitlens command does; default: "
+        "glibc's own thresholds",
+    )
     args = parser.parse_args()
+    allocator = keep_freed_memory() if args.allocator == "kept" else "default (glibc's adaptive thresholds)"
     if min(args.steps, args.conv32_steps) < WARMUP_STEPS:
         parser.error(f"--steps and --conv32-steps must be at least {WARMUP_STEPS}")
     settings = {
@@ -687,6 +703,7 @@ def main() -> None:
         f"{args.repeats} repeats; timed part {wall_s:.0f} s"
     )
     print(f"Lucent: {lucent_note}")
+    print(f"C allocator: {allocator} (the same for every candidate)")
     for key, bench in benches.items():
         print_table(bench, summaries[key], args.threads, key == HEADLINE)
 
@@ -750,6 +767,7 @@ def main() -> None:
             "timed_s": round(wall_s),
             "details": {key: details(key) for key in benches},
             "lucent": lucent_note,
+            "allocator": allocator,
             "paper_chunk": args.paper_chunk,
             "lucid_chunk": args.lucid_chunk,
         }

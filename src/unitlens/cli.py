@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 
 import unitlens
 from unitlens import progress
+from unitlens.allocator import keep_freed_memory
 from unitlens.errors import UnitlensError
 from unitlens.outdir import output_error
 
@@ -55,8 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A log file that cannot be written (disk full) must not print a traceback per record: the next
     # write of the run's own files fails with the one-line error below.
     raise_exceptions, logging.raiseExceptions = logging.raiseExceptions, False
+    # The command owns its process: keep freed memory for the next step (unitlens.allocator says why).
+    allocator = keep_freed_memory()
     try:
         with progress.session(quiet=getattr(args, "quiet", False), verbose=getattr(args, "verbose", False)):
+            logging.getLogger("unitlens").debug("allocator: %s", allocator)
             return run(args)
     except UnitlensError as exc:
         print(f"unitlens: error: {exc}", file=sys.stderr)

@@ -216,6 +216,35 @@ def test_subset_of_units_reproduces_the_full_layer_run() -> None:
     )
 
 
+@pytest.mark.parametrize("model_kind", ["stack", "module"])
+def test_reference_gradient_norm_is_the_same_read_from_the_run_or_computed_apart(model_kind: str) -> None:
+    # With learning_rate given, a run that holds every reference unit reads their start gradients from
+    # its own starts; a run that does not evaluates them apart. Both give the same figure.
+    if model_kind == "stack":
+        model: nn.Module = random_stack("sdae", [30, 40, 20], seed=4)
+        kwargs: dict[str, object] = {"norm": RHO, "learning_rate": 0.3, "lr_selection_units": 6}
+        layer: object = 2
+    else:
+        model = _user_mlp()
+        kwargs = {"norm": 5.0, "learning_rate": 0.3, "input_shape": (64,), "lr_selection_units": 6}
+        layer = "0"
+    holding = maximize_activation(model, layer, list(range(8)), generator=gen(6), **kwargs)  # type: ignore[arg-type]
+    apart = maximize_activation(model, layer, [7, 12], generator=gen(6), **kwargs)  # type: ignore[arg-type]
+    reference = holding.start_gradient_norm[:6].flatten().median()
+    assert holding.reference_gradient_norm == pytest.approx(float(reference), rel=1e-6)
+    assert apart.reference_gradient_norm == pytest.approx(holding.reference_gradient_norm, rel=1e-5)
+
+
+def test_without_gtol_inputs_stop_after_rejected_steps_at_their_maximum() -> None:
+    # Layer 1's optimum is exact (rho w / ||w||): once there, no step raises the activation, every step is
+    # rejected, and the input stops, converged, long before the cap.
+    stack = random_stack("dbn", [30, 12], seed=2)
+    result = maximize_activation(stack, 1, norm=RHO, gtol=None, max_steps=5000, generator=gen(1))
+    assert bool(result.converged.all())
+    assert int(result.steps.max()) < 5000
+    assert int(result.history.shape[0]) < 5001
+
+
 def test_best_restart_ignores_rounding_level_differences() -> None:
     activation = torch.tensor([[2.0, 2.0 + 1e-6, 1.0], [1.0, 3.0, 3.0 - 1e-7], [-5.0, -5.0 + 1e-7, -4.0]])
     assert best_restart(activation).tolist() == [0, 1, 2]

@@ -319,6 +319,68 @@ def test_fused_compose_equals_the_reference_composition(transform: Compose, shap
         torch.testing.assert_close(g_fused, g_reference, rtol=0, atol=atol)
 
 
+RESIZED_CASES = [
+    # Lucid's transforms on an 8x8 image, resized back to the model's 8x8: the warp reads 16x16 of 20x20.
+    (standard_transforms(), (5, 1, 8, 8), (8, 8)),
+    (standard_transforms(), (4, 3, 8, 10), (5, 7)),
+    # Rows upsampled (every row read, the first outputs clamped to row 0), columns down: still folded.
+    (standard_transforms(), (4, 2, 8, 8), (45, 4)),
+    # Upsampling reads every location: not folded, the same result.
+    (standard_transforms(), (3, 3, 6, 6), (40, 30)),
+    # The last segment is not a warp: not folded.
+    (Compose((RandomRotate((10.0, -4.0)), Pad(2))), (3, 2, 9, 9), (4, 4)),
+    (Compose((RandomScale((0.8, 1.2), padding="border"), Jitter(2))), (3, 2, 12, 11), (3, 5)),
+]
+
+
+@pytest.mark.parametrize(("transform", "shape", "size"), RESIZED_CASES)
+def test_resized_equals_the_composition_then_interpolate(
+    transform: Compose, shape: tuple[int, ...], size: tuple[int, int]
+) -> None:
+    gen = torch.Generator().manual_seed(1)
+    u = torch.rand(shape[0], transform.n_random, generator=gen)
+    u[0], u[1] = 0.0, 1.0
+    for dtype, atol in ((torch.float32, 1e-5), (torch.float64, 1e-10)):
+        x = torch.rand(shape, generator=gen, dtype=dtype, requires_grad=True)
+        folded = transform.resized(x, u.to(dtype), size)
+        reference = F.interpolate(
+            _stepwise(transform, x, u.to(dtype)), size=size, mode="bilinear", align_corners=False
+        )
+        assert folded.shape == reference.shape == (shape[0], shape[1], *size)
+        torch.testing.assert_close(folded, reference, rtol=0, atol=atol)
+        cotangent = torch.rand(folded.shape, generator=gen, dtype=dtype)
+        (g_folded,) = torch.autograd.grad(folded, x, cotangent)
+        (g_reference,) = torch.autograd.grad(reference, x, cotangent)
+        torch.testing.assert_close(g_folded, g_reference, rtol=0, atol=atol)
+
+
+def test_resized_folds_the_resize_into_lucids_last_warp(monkeypatch: pytest.MonkeyPatch) -> None:
+    # On an 8x8 image the resize is two products inside the warp: no separate interpolation runs.
+    def refuse(*args: object, **kwargs: object) -> torch.Tensor:
+        raise AssertionError("F.interpolate was called: the resize was not folded into the warp")
+
+    transform = standard_transforms()
+    x, u = torch.rand(3, 1, 8, 8), torch.rand(3, transform.n_random)
+    expected = F.interpolate(transform(x, u), size=(8, 8), mode="bilinear", align_corners=False)
+    monkeypatch.setattr(F, "interpolate", refuse)
+    torch.testing.assert_close(transform.resized(x, u, (8, 8)), expected, rtol=0, atol=1e-6)
+
+
+def test_the_precomputed_tables_hold_the_numbers_computed_per_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The scale weights and warp grids looked up in tables are the same numbers as computed per row.
+    import unitlens.visualize.transforms as transforms_module
+
+    transform = standard_transforms()
+    gen = torch.Generator().manual_seed(2)
+    x = torch.rand(6, 3, 8, 8, generator=gen)
+    u = torch.rand(6, transform.n_random, generator=gen)
+    with_tables = transform(x, u), transform.resized(x, u, (8, 8))
+    monkeypatch.setattr(transforms_module, "_TABLE_ELEMENTS", 0)
+    without = transform(x, u), transform.resized(x, u, (8, 8))
+    for a, b in zip(with_tables, without, strict=True):
+        assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize(
     ("transform", "x", "message"),
     [

@@ -426,14 +426,22 @@ def _ascend(
         accepted = torch.zeros(n, dtype=torch.long, device=device)
         rejected = torch.zeros(n, dtype=torch.long, device=device)  # rejections in a row
         step = 0
+        # While every input of the chunk is still running, position is lo .. hi - 1 (history is written
+        # by a slice) and, after a step that every input accepted, no input can have stopped by rejection.
+        contiguous, some_rejected = True, False
         while n > 0:
             # Stationarity is read every step only when the gtol rule needs it; else only for the output.
             ratio = _stationarity(current, grad, norm, box) if gtol is not None else None
-            converged = rejected >= _MAX_REJECTIONS
-            if ratio is not None and gtol is not None:
-                converged |= ratio <= gtol
-            done = converged | torch.full_like(converged, step >= max_steps)
-            if bool(done.any()):
+            # An input can stop only at the cap, by gtol, or after a step that some input rejected.
+            capped = step >= max_steps
+            converged: Tensor | None = None
+            if capped or ratio is not None or some_rejected:
+                converged = rejected >= _MAX_REJECTIONS
+                if ratio is not None and gtol is not None:
+                    converged |= ratio <= gtol
+            if converged is not None and (capped or bool(converged.any())):
+                done = torch.ones_like(converged) if capped else converged
+                contiguous = False
                 finished = done.nonzero().squeeze(1)
                 where = position[finished]
                 x_out[where] = current[finished]
@@ -466,8 +474,11 @@ def _ascend(
                 activation = trial_activation
                 grad.copy_(trial_grad)
                 accepted += 1
-                rejected.zero_()
+                if some_rejected:
+                    rejected.zero_()
+                    some_rejected = False
             else:
+                some_rejected = True
                 moved = better.nonzero().squeeze(1)
                 current.index_copy_(0, moved, trial.index_select(0, moved))
                 grad.index_copy_(0, moved, trial_grad.index_select(0, moved))
@@ -477,7 +488,10 @@ def _ascend(
                 rate = torch.where(better, rate, rate * 0.5)
             if step == len(history):
                 history.append(like.new_empty(total))
-            history[step][position] = activation
+            if contiguous:
+                history[step][lo:hi] = activation
+            else:
+                history[step][position] = activation
 
     # Entries after an input stopped were never written: they hold its final activation.
     step_index = torch.arange(len(history), device=device)[:, None]
@@ -997,15 +1011,30 @@ def _maximize_paper(
                 chunk=chunk,
             )
 
+        def reference_median() -> float:
+            return float(
+                _gradient_norms(evaluator, reference_starts, reference_owners, norm, box, chunk).median()
+            )
+
         with torch.no_grad():
             # The layer's scale of gradients, on its reference units whatever was requested: it sets the
             # step size and tells flat units apart (AMResult.reference_gradient_norm).
-            median = float(
-                _gradient_norms(evaluator, reference_starts, reference_owners, norm, box, chunk).median()
-            )
             if learning_rate is not None:
                 run = ascend(learning_rate)
+                # Each unit's starts depend on its index alone, so a run that holds every reference unit
+                # has already evaluated their starts: one gradient evaluation of the batch fewer.
+                row_of = {u: p for p, u in enumerate(unit_list)}
+                if all(u in row_of for u in reference):
+                    rows = torch.tensor(
+                        [row_of[u] * restarts + r for u in reference for r in range(restarts)],
+                        dtype=torch.long,
+                        device=device,
+                    )
+                    median = float(run.start_gradient_norm.index_select(0, rows).median())
+                else:
+                    median = reference_median()
             else:
+                median = reference_median()
                 if not math.isfinite(median):
                     raise UnitlensError(
                         f"the gradient at the starts is not finite ({median}): the model's weights or "

@@ -35,7 +35,7 @@ from unitlens.errors import UnitlensError
 from unitlens.visualize.objectives import Capture, Context, Objective
 from unitlens.visualize.parameterizations import Parameterization
 from unitlens.visualize.seeding import unit_generator
-from unitlens.visualize.transforms import Transform
+from unitlens.visualize.transforms import Compose, Transform
 
 __all__ = ["ImageRun", "TorchOptimizer", "optimize_images"]
 
@@ -192,7 +192,13 @@ def optimize_images(
             ) -> Tensor:
                 """The objective of each row at ``image``, seen through the transforms drawn by ``u``
                 (None: no transforms)."""
-                seen = image if transforms is None or u is None else transforms(image, u)
+                if transforms is None or u is None:
+                    seen = image
+                elif isinstance(transforms, Compose) and image.dim() == 4 and len(input_shape) == 3:
+                    # The resize to the model's size folded into the transforms' last warp, if any.
+                    seen = transforms.resized(image, u, (input_shape[1], input_shape[2]))
+                else:
+                    seen = transforms(image, u)
                 outputs = capture(_spatial_resize(seen, input_shape))
                 return objective.values(Context(outputs, image, owners, groups))
 

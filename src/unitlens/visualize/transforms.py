@@ -32,6 +32,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -427,12 +428,32 @@ class Compose:
     def __call__(self, x: Tensor, u: Tensor) -> Tensor:
         u = _check_u(u, x, self.n_random, "Compose")
         if isinstance(x, Tensor) and x.dtype in _FUSED_DTYPES and x.dim() in (3, 4):
-            return _run_fused(_flatten(self.transforms, u), x)
+            return _run_fused(_flatten(self.transforms, u), x, None)[0]
         start = 0
         for t in self.transforms:
             x = t(x, u[:, start : start + t.n_random])
             start += t.n_random
         return x
+
+    def resized(self, x: Tensor, u: Tensor, size: tuple[int, int]) -> Tensor:
+        """(n, C, H, W) -> (n, C, *size): the composition, then a bilinear resize to ``size`` as
+        ``F.interpolate(..., mode="bilinear", align_corners=False)`` does it (what feature visualization
+        does to feed a model of another input size), equal to the two applied in turn up to float
+        rounding. When the last segment is a warp, the resize is folded into it: the warp is sampled only
+        at the rows and columns the resize reads, and the resize becomes two small products (Lucid's
+        transforms on an 8x8 image then sample 16x16 locations instead of 20x20, and skip a separate
+        interpolation and its backward pass)."""
+        u = _check_u(u, x, self.n_random, "Compose")
+        fused = isinstance(x, Tensor) and x.dtype in _FUSED_DTYPES and x.dim() == 4
+        if fused:
+            x, done = _run_fused(_flatten(self.transforms, u), x, size)
+            if done:
+                return x
+        else:
+            x = self(x, u)
+        if tuple(x.shape[2:]) == tuple(size):
+            return x
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
 # ----------------------------------------------------------------------------------------- fused paths
@@ -520,12 +541,69 @@ def _scale_matrix(
     return matrix.scatter_add_(2, source, weights)
 
 
+# Largest table of precomputed weights or grids (elements) a fused segment keeps per shape and dtype, and
+# how many of each it keeps: at most 4 x 2.5M float32 (40 MB) per kind. Lucid's transforms need 78k
+# (scale) and 520k (rotation) on an 8x8 image, 126k and 2.1M on 28x28; larger images exceed the bound
+# and compute their weights and grids per step, as without the tables.
+_TABLE_ELEMENTS = 2_500_000
+
+
+@functools.lru_cache(maxsize=4)
+def _scale_table(
+    size: int,
+    pad: Pad | None,
+    window: int,
+    scales: tuple[float, ...],
+    pre_max: int,
+    post_max: int,
+    length: int,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> Tensor:
+    """((pre_max + 1) * len(scales) * (post_max + 1), length, size + 1): :func:`_scale_matrix` for every
+    (pre offset, scale, post offset), row (pre * len(scales) + scale) * (post_max + 1) + post, computed
+    once by the same function (so the weights are the same numbers) and cast to ``dtype``."""
+    pre, which, post = torch.meshgrid(
+        torch.arange(pre_max + 1, device=device),
+        torch.arange(len(scales), device=device),
+        torch.arange(post_max + 1, device=device),
+        indexing="ij",
+    )
+    factors = torch.tensor(scales, dtype=torch.float64, device=device)[which.reshape(-1)]
+    return _scale_matrix(size, pad, pre.reshape(-1), window, factors, post.reshape(-1), length).to(dtype)
+
+
+def _scale_weights(
+    size: int,
+    pad: Pad | None,
+    pre: Tensor,
+    window: int,
+    scale: RandomScale,
+    which: Tensor,
+    post: Tensor,
+    length: int,
+    dtype: torch.dtype,
+) -> Tensor:
+    """(n, length, size + 1) one axis's weights of the separable segment, in ``dtype``: looked up in
+    :func:`_scale_table` when it is small enough (one gather instead of a dozen small operations per
+    step, which profiled as a fifth of a lucid step on an 8x8 model), else computed."""
+    padded = size + 2 * (pad.width if pad is not None else 0)
+    pre_max, post_max = padded - window, window - length
+    n_scales = len(scale.scales)
+    if (pre_max + 1) * n_scales * (post_max + 1) * length * (size + 1) > _TABLE_ELEMENTS:
+        factors = torch.tensor(scale.scales, dtype=torch.float64, device=which.device)[which]
+        return _scale_matrix(size, pad, pre, window, factors, post, length).to(dtype)
+    table = _scale_table(size, pad, window, scale.scales, pre_max, post_max, length, dtype, which.device)
+    return table.index_select(0, (pre * n_scales + which) * (post_max + 1) + post)
+
+
 def _separable_scale(
     x: Tensor,
     pad: Pad | None,
     pre: Tensor | None,
     window: tuple[int, int],
-    s: Tensor,
+    scale: RandomScale,
+    which: Tensor,
     post: Tensor | None,
     size: tuple[int, int],
 ) -> Tensor:
@@ -533,13 +611,14 @@ def _separable_scale(
     and columns independently, so the whole segment is Ay x' Ax^T per row and channel, two small batched
     matrix products instead of a pad, crops and a grid_sample. For a constant pad x' is x with one more
     row and column holding the constant (the last column of Ay and Ax weighs it), so the padded image is
-    never built; for the other pads Ay and Ax already fold the copies of x's edges in."""
+    never built; for the other pads Ay and Ax already fold the copies of x's edges in. ``which`` (n,) is
+    each row's index into ``scale.scales``."""
     n = x.shape[0]
     zero = torch.zeros(n, 2, dtype=torch.long, device=x.device)
     pre = zero if pre is None else pre
     post = zero if post is None else post
     ay, ax = (
-        _scale_matrix(x.shape[2 + k], pad, pre[:, k], window[k], s, post[:, k], size[k]).to(x.dtype)
+        _scale_weights(x.shape[2 + k], pad, pre[:, k], window[k], scale, which, post[:, k], size[k], x.dtype)
         for k in (0, 1)
     )
     if pad is not None and pad.mode == "constant" and pad.width > 0:
@@ -553,27 +632,121 @@ def _separable_scale(
     return rows.reshape(n, channels * h, rows.shape[-1]).bmm(ax.transpose(1, 2)).view(n, channels, h, w)
 
 
-def _grid_warp(x: Tensor, theta: Tensor, padding: str, post: Tensor | None, size: tuple[int, int]) -> Tensor:
-    """A warp (see :func:`_warp`) followed by crops: grid_sample evaluated at the kept output locations
-    only, from a grid computed directly rather than by affine_grid over the whole output. Grid value k at
+def _warp_grid(
+    theta: Tensor, in_size: tuple[int, int], post: Tensor, keep: tuple[Tensor, Tensor], dtype: torch.dtype
+) -> Tensor:
+    """(n, h, w, 2) grid_sample's grid for warps theta (n, 2, 3) of an (H, W) input, evaluated at the output
+    locations (post[:, 0] + keep[0][i], post[:, 1] + keep[1][j]): those a crop at ``post`` (n, 2) keeps
+    (keep = (arange(h), arange(w))), or the rows and columns of that crop a resize reads. Grid value k at
     output (i, j) is theta[k, 0] x_j + (theta[k, 1] y_i + theta[k, 2]): both terms in float64 per row and
-    column, their sum in x's dtype."""
-    n, H, W = x.shape[0], x.shape[2], x.shape[3]
-    if post is None:
-        post = torch.zeros(n, 2, dtype=torch.long, device=x.device)
-    cols = (2 * (post[:, 1, None] + torch.arange(size[1], device=x.device)).double() + 1) / W - 1  # (n, w)
-    rows = (2 * (post[:, 0, None] + torch.arange(size[0], device=x.device)).double() + 1) / H - 1  # (n, h)
+    column, their sum in ``dtype``."""
+    n, (H, W) = theta.shape[0], in_size
+    cols = (2 * (post[:, 1, None] + keep[1]).double() + 1) / W - 1  # (n, w)
+    rows = (2 * (post[:, 0, None] + keep[0]).double() + 1) / H - 1  # (n, h)
     theta = theta.to(torch.float64)
-    grid = torch.empty(n, size[0], size[1], 2, dtype=x.dtype, device=x.device)
+    grid = torch.empty(n, rows.shape[1], cols.shape[1], 2, dtype=dtype, device=theta.device)
     for k in (0, 1):
-        along_cols = (theta[:, k, 0, None] * cols).to(x.dtype)[:, None, :]
-        along_rows = (theta[:, k, 1, None] * rows + theta[:, k, 2, None]).to(x.dtype)[:, :, None]
+        along_cols = (theta[:, k, 0, None] * cols).to(dtype)[:, None, :]
+        along_rows = (theta[:, k, 1, None] * rows + theta[:, k, 2, None]).to(dtype)[:, :, None]
         torch.add(along_cols, along_rows, out=grid[..., k])
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding, align_corners=False)
+    return grid
 
 
-def _fused_segment(items: list[_Item], i: int, x: Tensor) -> tuple[int, Tensor]:
-    """Run the longest fusable segment starting at items[i]: (how many items it took, the output).
+@functools.lru_cache(maxsize=16)
+def _resize_weights(length: int, out: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+    """One axis of a bilinear resize from ``length`` to ``out`` elements, as ``F.interpolate`` with
+    align_corners=False computes it: output j reads source location max((j + 1/2) length / out - 1/2, 0)
+    from its floor i0 and min(i0 + 1, length - 1) with linear weights. Returns (the (k,) source elements
+    read, ascending; the (out, k) weights on them)."""
+    j = torch.arange(out, dtype=torch.float64, device=device)
+    location = ((j + 0.5) * (length / out) - 0.5).clamp_min(0.0)
+    first = location.floor().long().clamp(max=length - 1)
+    frac = location - first.double()
+    second = (first + 1).clamp(max=length - 1)
+    read = torch.unique(torch.cat((first, second)))  # sorted
+    weights = torch.zeros(out, length, dtype=torch.float64, device=device)
+    weights.index_put_((j.long(), first), 1 - frac, accumulate=True)
+    weights.index_put_((j.long(), second), frac, accumulate=True)
+    return read, weights[:, read].to(dtype)
+
+
+@functools.lru_cache(maxsize=4)
+def _grid_table(
+    warp: RandomRotate | RandomScale,
+    in_size: tuple[int, int],
+    post_max: tuple[int, int],
+    keep: tuple[tuple[int, ...], tuple[int, ...]],
+    dtype: torch.dtype,
+    device: torch.device,
+) -> Tensor:
+    """(K * (py + 1) * (px + 1), h, w, 2): :func:`_warp_grid` for each of the warp's K choices and every
+    post-crop offset, row (k * (py + 1) + oy) * (px + 1) + ox, computed once by the same functions (so the
+    grids are the same numbers)."""
+    k, oy, ox = torch.meshgrid(
+        torch.arange(_n_choices(warp), device=device),
+        torch.arange(post_max[0] + 1, device=device),
+        torch.arange(post_max[1] + 1, device=device),
+        indexing="ij",
+    )
+    # The uniform at the middle of choice k's interval picks choice k.
+    u = ((k.reshape(-1, 1).double() + 0.5) / _n_choices(warp)).to(dtype)
+    probe = torch.empty(u.shape[0], 1, *in_size, dtype=dtype, device=device)
+    theta = warp._theta(probe, u)
+    post = torch.stack((oy.reshape(-1), ox.reshape(-1)), dim=1)
+    rows, cols = (torch.tensor(axis, dtype=torch.long, device=device) for axis in keep)
+    return _warp_grid(theta, in_size, post, (rows, cols), dtype)
+
+
+def _n_choices(warp: RandomRotate | RandomScale) -> int:
+    return len(warp.degrees) if isinstance(warp, RandomRotate) else len(warp.scales)
+
+
+def _grid_warp(
+    x: Tensor,
+    warp: RandomRotate | RandomScale,
+    u: Tensor,
+    post: Tensor | None,
+    size: tuple[int, int],
+    resize_to: tuple[int, int] | None = None,
+) -> Tensor:
+    """A warp (see :func:`_warp`) followed by crops to ``size``, and optionally a bilinear resize to
+    ``resize_to`` (see :meth:`Compose.resized`): grid_sample evaluated at the kept output locations only
+    (or only those the resize reads), from a grid computed directly rather than by affine_grid over the
+    whole output, or looked up in :func:`_grid_table` when that is small enough (one gather per step)."""
+    n, in_size, device = x.shape[0], (x.shape[2], x.shape[3]), x.device
+    post_max = (in_size[0] - size[0], in_size[1] - size[1])
+    if resize_to is None:
+        keep = (tuple(range(size[0])), tuple(range(size[1])))
+        weights: tuple[Tensor, Tensor] | None = None
+    else:
+        (rows, wy), (cols, wx) = (_resize_weights(size[a], resize_to[a], x.dtype, device) for a in (0, 1))
+        keep = (tuple(rows.tolist()), tuple(cols.tolist()))
+        weights = (wy, wx)
+    choices = _n_choices(warp)
+    if choices * (post_max[0] + 1) * (post_max[1] + 1) * len(keep[0]) * len(keep[1]) * 2 <= _TABLE_ELEMENTS:
+        which = _choice(u[:, 0], choices)
+        if post is None:
+            row = which * ((post_max[0] + 1) * (post_max[1] + 1))
+        else:
+            row = (which * (post_max[0] + 1) + post[:, 0]) * (post_max[1] + 1) + post[:, 1]
+        grid = _grid_table(warp, in_size, post_max, keep, x.dtype, device).index_select(0, row)
+    else:
+        if post is None:
+            post = torch.zeros(n, 2, dtype=torch.long, device=device)
+        at = tuple(torch.tensor(axis, dtype=torch.long, device=device) for axis in keep)
+        grid = _warp_grid(warp._theta(x, u), in_size, post, (at[0], at[1]), x.dtype)
+    sampled = F.grid_sample(x, grid, mode="bilinear", padding_mode=warp.padding, align_corners=False)
+    if weights is None:
+        return sampled
+    return torch.matmul(torch.matmul(weights[0], sampled), weights[1].t())
+
+
+def _fused_segment(
+    items: list[_Item], i: int, x: Tensor, resize_to: tuple[int, int] | None
+) -> tuple[int, Tensor, bool]:
+    """Run the longest fusable segment starting at items[i]: (how many items it took, the output, whether
+    it also resized to ``resize_to``, which a warp that ends the list does when that reads fewer of its
+    locations than the crop keeps).
 
     Segments: [Pad] [Jitter...] RandomScale(zeros) [Jitter...] (separable products); [Pad] Jitter...
     (one pad, one crop); RandomRotate or RandomScale [Jitter...] (one grid_sample on the kept
@@ -594,28 +767,36 @@ def _fused_segment(items: list[_Item], i: int, x: Tensor) -> tuple[int, Tensor]:
         if type(scale) is RandomScale and scale.padding == "zeros":
             end, out_size, post = _take_jitters(items, j + 1, 2, window)
             h, w = window
-            return end - i, _separable_scale(
-                x, pad, pre, (h, w), scale._factors(scale_u), post, (out_size[0], out_size[1])
+            which = _choice(scale_u[:, 0], len(scale.scales))
+            return (
+                end - i,
+                _separable_scale(x, pad, pre, (h, w), scale, which, post, (out_size[0], out_size[1])),
+                False,
             )
     if pre is not None:
         if pad is not None:
             x = pad(x, first_u)
-        return j - i, _crop(x, pre, window)
+        return j - i, _crop(x, pre, window), False
     if ndim == 2 and type(first) in (RandomRotate, RandomScale):
         warp = first
         assert isinstance(warp, RandomRotate | RandomScale)
         end, out_size, post = _take_jitters(items, i + 1, 2, size)
-        theta = warp._theta(x, first_u)
-        return end - i, _grid_warp(x, theta, warp.padding, post, (out_size[0], out_size[1]))
-    return 1, first(x, first_u)
+        kept = (out_size[0], out_size[1])
+        if resize_to is not None and end == len(items) and kept != tuple(resize_to):
+            read = [_resize_weights(kept[a], resize_to[a], x.dtype, x.device)[0].numel() for a in (0, 1)]
+            if read[0] * read[1] < kept[0] * kept[1]:
+                return end - i, _grid_warp(x, warp, first_u, post, kept, resize_to), True
+        return end - i, _grid_warp(x, warp, first_u, post, kept), False
+    return 1, first(x, first_u), False
 
 
-def _run_fused(items: list[_Item], x: Tensor) -> Tensor:
-    i = 0
+def _run_fused(items: list[_Item], x: Tensor, resize_to: tuple[int, int] | None) -> tuple[Tensor, bool]:
+    """The fused segments in turn: (the output, whether the last one also resized to ``resize_to``)."""
+    i, resized = 0, False
     while i < len(items):
-        taken, x = _fused_segment(items, i, x)
+        taken, x, resized = _fused_segment(items, i, x, resize_to)
         i += taken
-    return x
+    return x, resized
 
 
 def standard_transforms() -> Compose:
