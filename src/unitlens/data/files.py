@@ -1,0 +1,361 @@
+"""A user's own data set from a file or a folder: examples of any shape, checked, with their value kind.
+
+:func:`load_data_file` reads
+
+- an ``.npz`` with ``x_train`` (or ``x``) and optionally ``y_train``, ``x_test``, ``y_test``, read with
+  ``allow_pickle=False``;
+- an ``.npy`` array (n, ...), **memory-mapped**: it is never read whole, so a data set larger than memory
+  is streamed (the checks read it once, in blocks of :data:`BLOCK_ROWS` rows);
+- an IDX file (n, ...) of any shape (raw or gzip), with its labels from a file beside it whose name has
+  ``labels`` where the images file has ``images`` (``train-images-idx3-ubyte`` / ``train-labels-idx1-ubyte``);
+- a folder of images, grey or colour, each resized to ``image_size`` (H, W) (required when the images'
+  sizes differ), as (1, H, W) grey or (3, H, W) colour (``channels``; default colour when any file is).
+
+Every example keeps its shape, so images are drawn as images and vectors as vectors. uint8 values are
+scaled by 1/255; other integers and floats are taken as they are. The values decide the visible units
+(:attr:`DataFile.visible`): only 0 and 1 (``"binary"``) or within [0, 1] (``"unit"``) give Bernoulli
+units; anything else (``"real"``) gives Gaussian units on standardised inputs.
+
+Without ``x_test`` a held-out split is made: ``test_fraction`` of the rows (at least one), drawn with a
+seeded generator from in-memory data, and the **last** rows of a memory-mapped file (reading random rows
+of a file larger than memory is slow; shuffle the file, or give ``x_test``, if its order matters).
+
+Every bad input is one :class:`~unitlens.errors.UnitlensError` naming the file, the field and what was
+expected: a missing file, an unreadable or pickled one, a field of the wrong dtype or shape, NaN or inf
+(with the first row that holds one), labels that are not integers or do not match the examples.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from unitlens.data.idx import read_idx
+from unitlens.errors import UnitlensError
+
+__all__ = ["BLOCK_ROWS", "DataFile", "load_data_file"]
+
+# Rows read at a time from a memory-mapped file (by the checks and by DataFile.rows).
+BLOCK_ROWS = 65_536
+_IDX_SUFFIXES = ("-ubyte", "-ubyte.gz", ".idx", ".idx.gz")
+KINDS = ("binary", "unit", "real")
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """A checked data set of examples of shape ``shape``, in memory or memory-mapped.
+
+    Attributes:
+        x_train: (n_train, *shape) array: float32 in memory, or a read-only memory map of the file's dtype
+            (read through :meth:`rows`, which applies ``scale``).
+        y_train: (n_train,) int64 labels, or None.
+        x_test: (n_test, *shape) float32 held-out examples (always in memory).
+        y_test: (n_test,) int64, or None.
+        shape: one example's shape: (d,) vectors, (H, W) or (C, H, W) images, or any other.
+        kind: ``"binary"`` (only 0 and 1), ``"unit"`` (within [0, 1]) or ``"real"``.
+        scale: what the stored values are multiplied by (1/255 for uint8 memory maps, else 1).
+        source: the file or folder, for people.
+        is_image: the examples are images (a folder or an IDX file of 2-D or 3-D examples, or an array of
+            (H, W) or (C, H, W) examples with C = 1 or 3); vectors are drawn as plots, not as squares.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray | None
+    x_test: np.ndarray
+    y_test: np.ndarray | None
+    shape: tuple[int, ...]
+    kind: str
+    scale: float
+    source: str
+    is_image: bool
+
+    @property
+    def visible(self) -> str:
+        """The visible units that fit the values: ``"bernoulli"`` (binary or [0, 1]) or ``"gaussian"``."""
+        return "gaussian" if self.kind == "real" else "bernoulli"
+
+    @property
+    def n_inputs(self) -> int:
+        """Values per example, d."""
+        return int(np.prod(self.shape))
+
+    @property
+    def n_train(self) -> int:
+        return int(self.x_train.shape[0])
+
+    def rows(self, index: np.ndarray | slice) -> Tensor:
+        """(k, d) float32 training rows ``index`` (a slice, or sorted indices for a memory map), flattened
+        and scaled: the one way to read ``x_train`` whether it is in memory or mapped."""
+        block = np.asarray(self.x_train[index], dtype=np.float32)
+        if self.scale != 1.0:
+            block = block * np.float32(self.scale)
+        return torch.from_numpy(np.ascontiguousarray(block.reshape(block.shape[0], -1)))
+
+    def describe(self) -> str:
+        """One line for the log: what was read and the visible units chosen."""
+        mapped = " (memory-mapped)" if isinstance(self.x_train, np.memmap) else ""
+        labels = "labelled" if self.y_train is not None else "unlabelled"
+        what = "images" if self.is_image else "examples"
+        return (
+            f"{self.source}: {self.n_train:,} training and {self.x_test.shape[0]:,} held-out {what} of "
+            f"shape {self.shape}{mapped}, {labels}; values {self.kind} -> {self.visible} visible units"
+        )
+
+
+def load_data_file(
+    path: str | Path,
+    *,
+    image_size: tuple[int, int] | None = None,
+    channels: int | None = None,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+) -> DataFile:
+    """The data set at ``path`` (see the module docstring).
+
+    Args:
+        path: an ``.npz``, ``.npy`` or IDX file, or a folder of images.
+        image_size: (H, W) every image of a folder is resized to (None: their common size).
+        channels: 1 (grey) or 3 (colour) for a folder (None: colour if any image is).
+        test_fraction: the held-out share when the data bring no test split, in (0, 1).
+        seed: draws the held-out rows of in-memory data.
+    """
+    path = Path(path).expanduser()
+    if not 0.0 < test_fraction < 1.0:
+        raise UnitlensError(f"test_fraction must lie in (0, 1), got {test_fraction!r}")
+    if not path.exists():
+        raise UnitlensError(f"{path}: no such file or folder (expected an .npz, .npy or IDX file, or images)")
+    if path.is_dir():
+        x = _image_folder(path, image_size, channels)
+        return _finish(path, x, None, None, None, test_fraction, seed, is_image=True)
+    name = path.name.lower()
+    if name.endswith(".npz"):
+        x, y, x_test, y_test = _npz(path)
+        return _finish(path, x, y, x_test, y_test, test_fraction, seed, is_image=None)
+    if name.endswith(".npy"):
+        return _finish(path, _npy(path), None, None, None, test_fraction, seed, is_image=None)
+    if name.endswith(_IDX_SUFFIXES):
+        x, y = _idx(path)
+        return _finish(path, x, y, None, None, test_fraction, seed, is_image=x.ndim in (3, 4))
+    raise UnitlensError(
+        f"{path}: expected an .npz, an .npy, an IDX file (name ending in {', '.join(_IDX_SUFFIXES)}) or a "
+        "folder of images"
+    )
+
+
+# --------------------------------------------------------------------------------------------- readers
+
+
+def _npz(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    # np.load takes any file that is neither a zip nor an .npy for a pickle: say what it really is.
+    if not zipfile.is_zipfile(path):
+        raise UnitlensError(f"{path}: cannot read it as an .npz file (it is not a zip archive)")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            names = set(archive.files)
+            key = "x_train" if "x_train" in names else "x" if "x" in names else None
+            if key is None:
+                raise UnitlensError(
+                    f"{path}: expected an array named 'x_train' (or 'x'); found {sorted(names)}"
+                )
+            arrays = {k: archive[k] for k in (key, "y_train", "x_test", "y_test") if k in names}
+    except ValueError as error:
+        if "pickle" in str(error).lower():
+            raise UnitlensError(f"{path}: holds pickled objects, which unitlens never loads") from error
+        raise UnitlensError(f"{path}: cannot read it as an .npz file ({error})") from error
+    except (OSError, zipfile.BadZipFile, EOFError) as error:
+        raise UnitlensError(f"{path}: cannot read it as an .npz file ({error})") from error
+    if "y_test" in arrays and "x_test" not in arrays:
+        raise UnitlensError(f"{path}: has field 'y_test' but no 'x_test' for it to label")
+    if "y_train" in arrays and "x_test" in arrays and "y_test" not in arrays:
+        raise UnitlensError(f"{path}: labels the training split, so field 'y_test' must label 'x_test'")
+    return arrays[key], arrays.get("y_train"), arrays.get("x_test"), arrays.get("y_test")
+
+
+def _npy(path: Path) -> np.ndarray:
+    with path.open("rb") as handle:
+        if handle.read(6) != b"\x93NUMPY":
+            raise UnitlensError(f"{path}: cannot read it as an .npy file (no .npy header)")
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as error:
+        if "pickle" in str(error).lower() or "python objects" in str(error).lower():
+            raise UnitlensError(f"{path}: holds pickled objects, which unitlens never loads") from error
+        raise UnitlensError(f"{path}: cannot read it as an .npy file ({error})") from error
+    except OSError as error:
+        raise UnitlensError(f"{path}: cannot read it as an .npy file ({error})") from error
+    return array
+
+
+def _idx(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    x = read_idx(path)
+    # train-images-idx3-ubyte -> train-labels-idx1-ubyte: labels are 1-D, whatever the images' rank.
+    labels_path = path.with_name(re.sub(r"idx\d", "idx1", path.name.replace("images", "labels")))
+    if "images" not in path.name or not labels_path.is_file():
+        return x, None
+    y = read_idx(labels_path)
+    if y.ndim != 1:
+        raise UnitlensError(f"{labels_path}: expected labels of shape (n,), got {y.shape}")
+    return x, y
+
+
+def _image_folder(folder: Path, size: tuple[int, int] | None, channels: int | None) -> np.ndarray:
+    from unitlens.data.images import image_files
+
+    if channels not in (None, 1, 3):
+        raise UnitlensError(f"channels must be 1 (grey) or 3 (colour), got {channels!r}")
+    files = image_files(folder)
+    opened: list[Image.Image] = []
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                image.load()
+                opened.append(image.copy())
+        except OSError as error:
+            raise UnitlensError(f"{file}: cannot read it as an image ({error})") from error
+    colour = channels == 3 or (
+        channels is None and any(im.mode not in ("1", "L", "I", "F", "LA") for im in opened)
+    )
+    if size is None:
+        sizes = {im.size for im in opened}  # (W, H)
+        if len(sizes) > 1:
+            raise UnitlensError(
+                f"{folder}: the images have {len(sizes)} different sizes (e.g. {sorted(sizes)[:3]} as W x "
+                "H); give the size to resize them to (image_size / --image-size H,W)"
+            )
+        width, height = sizes.pop()
+    else:
+        height, width = size
+        if height < 1 or width < 1:
+            raise UnitlensError(f"image_size must be positive, got {size!r}")
+    out = np.empty((len(opened), 3 if colour else 1, height, width), dtype=np.float32)
+    for i, picture in enumerate(opened):
+        converted: Image.Image = picture.convert("RGB" if colour else "L")
+        if converted.size != (width, height):
+            converted = converted.resize((width, height), Image.Resampling.BILINEAR)
+        pixels = np.asarray(converted, dtype=np.float32) / 255.0
+        out[i] = pixels.transpose(2, 0, 1) if colour else pixels[None]
+    return out
+
+
+# ------------------------------------------------------------------------------------------- the checks
+
+
+def _finish(
+    path: Path,
+    x: np.ndarray,
+    y: np.ndarray | None,
+    x_test: np.ndarray | None,
+    y_test: np.ndarray | None,
+    test_fraction: float,
+    seed: int,
+    *,
+    is_image: bool | None,
+) -> DataFile:
+    _check_examples(x, path, "x_train")
+    shape = tuple(int(s) for s in x.shape[1:])
+    mapped = isinstance(x, np.memmap)
+    scale = 1.0 / 255.0 if x.dtype == np.uint8 else 1.0
+    kind = _value_kind(x, path, "x_train")
+    if y is not None:
+        y = _labels(y, x.shape[0], path, "y_train")
+    if x_test is not None:
+        _check_examples(x_test, path, "x_test")
+        if tuple(x_test.shape[1:]) != shape:
+            raise UnitlensError(
+                f"{path}: field 'x_test' has examples of shape {tuple(x_test.shape[1:])}; 'x_train' has "
+                f"{shape}"
+            )
+        kind = KINDS[max(KINDS.index(kind), KINDS.index(_value_kind(x_test, path, "x_test")))]
+        if y_test is not None:
+            y_test = _labels(y_test, x_test.shape[0], path, "y_test")
+        train = x if mapped else _as_float(x)
+        test = _as_float(x_test)
+    else:
+        n = x.shape[0]
+        if n < 2:
+            raise UnitlensError(
+                f"{path}: field 'x_train' holds {n} example; a held-out split needs at least 2"
+            )
+        k = max(1, round(test_fraction * n))
+        kept: slice | np.ndarray
+        if mapped:  # the last rows: a memory map is read in order
+            held, kept = np.arange(n - k, n), slice(0, n - k)
+            train = x[kept]
+        else:
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
+            held, kept = np.sort(order[:k]), np.sort(order[k:])
+            train = _as_float(x[kept])
+        test = _as_float(np.asarray(x[held]))
+        y, y_test = (None, None) if y is None else (y[kept], y[held])
+    if is_image is None:
+        is_image = len(shape) == 2 or (len(shape) == 3 and shape[0] in (1, 3))
+    return DataFile(
+        x_train=train,
+        y_train=y,
+        x_test=test,
+        y_test=y_test,
+        shape=shape,
+        kind=kind,
+        scale=scale if mapped else 1.0,
+        source=str(path),
+        is_image=is_image,
+    )
+
+
+def _check_examples(x: np.ndarray, path: Path, field: str) -> None:
+    if x.dtype.kind not in "biuf":
+        raise UnitlensError(f"{path}: field {field!r} has dtype {x.dtype}; expected numbers")
+    if x.ndim < 2 or x.shape[0] < 1 or any(s < 1 for s in x.shape[1:]):
+        raise UnitlensError(
+            f"{path}: field {field!r} has shape {x.shape}; expected (n, ...) with n >= 1 examples of at "
+            "least one value (a 1-D array is one feature per example: reshape it to (n, 1))"
+        )
+
+
+def _value_kind(x: np.ndarray, path: Path, field: str) -> str:
+    """``"binary"``, ``"unit"`` or ``"real"`` (uint8 scaled by 1/255), reading ``x`` in blocks of
+    :data:`BLOCK_ROWS` rows; NaN or inf is an error naming the first row that holds one."""
+    scale = 1.0 / 255.0 if x.dtype == np.uint8 else 1.0
+    binary, low, high = True, np.inf, -np.inf
+    for start in range(0, x.shape[0], BLOCK_ROWS):
+        block = np.asarray(x[start : start + BLOCK_ROWS])
+        if block.dtype.kind == "f":
+            finite = np.isfinite(block.reshape(block.shape[0], -1)).all(axis=1)
+            if not bool(finite.all()):
+                row = start + int(np.argmin(finite))
+                raise UnitlensError(f"{path}: field {field!r} holds NaN or inf (first in row {row})")
+        values = block.astype(np.float64) * scale if scale != 1.0 else block
+        low, high = min(low, float(values.min())), max(high, float(values.max()))
+        binary = binary and bool(np.isin(values, (0, 1)).all())
+    if binary:
+        return "binary"
+    return "unit" if low >= 0.0 and high <= 1.0 else "real"
+
+
+def _labels(y: np.ndarray, n: int, path: Path, field: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.dtype.kind not in "iu" and not (
+        y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y))
+    ):
+        raise UnitlensError(f"{path}: field {field!r} has dtype {y.dtype}; expected integer class labels")
+    if y.shape != (n,):
+        raise UnitlensError(
+            f"{path}: field {field!r} has shape {y.shape}; expected ({n},), one label per example"
+        )
+    if y.size and int(y.min()) < 0:
+        raise UnitlensError(f"{path}: field {field!r} holds negative labels (min {int(y.min())})")
+    return y.astype(np.int64)
+
+
+def _as_float(x: np.ndarray) -> np.ndarray:
+    """In-memory float32, uint8 scaled to [0, 1]."""
+    if x.dtype == np.uint8:
+        return np.asarray(x, dtype=np.float32) / np.float32(255.0)
+    return np.ascontiguousarray(x, dtype=np.float32)
