@@ -197,7 +197,7 @@ def test_rgb_image_shape_layer_names_and_no_lc_round_trip(tmp_path: Path) -> Non
         ),
         (
             {"image_shape": np.array([3, 1, 4, 5])},
-            r"field image_shape must be \(height, width\) or \(channels",
+            r"field image_shape must be \(values,\), \(height, width\) or \(channels",
         ),
         (
             {"image_shape": np.array([3, 0, 5])},

@@ -280,18 +280,18 @@ def study_model(
     if data.dim() < 2 or data.shape[0] < 1:
         raise UnitlensError(f"data must be (n, *input_shape) with n >= 1, got {tuple(data.shape)}")
     input_shape = tuple(int(s) for s in data.shape[1:])
-    # The results format holds grey or RGB images; signals are shown as one-row images.
+    # The results format holds grey or RGB images and vectors (drawn as bar plots).
     image_shape: ImageShape
     if len(input_shape) == 1:
-        image_shape = (1, 1, input_shape[0])
+        image_shape = (input_shape[0],)
     elif len(input_shape) == 2:
         image_shape = (1, input_shape[0], input_shape[1])
     elif len(input_shape) == 3 and input_shape[0] in (1, 3):
         image_shape = (input_shape[0], input_shape[1], input_shape[2])
     else:
         raise UnitlensError(
-            f"the results and report show grey or RGB images, (1 or 3, H, W), signals (L,) or (H, W); the "
-            f"model takes {input_shape}: use maximize_activation from Python for other inputs"
+            f"the results and report show grey or RGB images, (1 or 3, H, W) or (H, W), and vectors (L,); "
+            f"the model takes {input_shape}: use maximize_activation from Python for other inputs"
         )
     per_layer: dict[int, LayerResults] = {}
     summaries = []

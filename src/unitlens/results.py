@@ -8,7 +8,8 @@ whatever holds a :class:`StackResults` may trust it. :meth:`StackResults.save` i
 uncompressed ``.npz``; reading never unpickles).
 
 On disk, keys are ``layer{j}/{name}``; every image array ends with the flattened input dimension d
-(reshape with ``image_shape``: ``(H, W)`` grey, or ``(C, H, W)`` channel-major with C = 1 grey or 3 RGB).
+(reshape with ``image_shape``: ``(H, W)`` grey, ``(C, H, W)`` channel-major with C = 1 grey or 3 RGB, or
+``(d,)`` for inputs that are not images, drawn as bar plots).
 Per layer j (U studied units, R restarts, T steps, S samples, N exemplars,
 Us units of the selectivity matrix, d inputs); "opt." marks a field that may be absent:
 
@@ -48,7 +49,8 @@ the activations must be finite; correlations, cosines and the stationarity may b
 
 Top-level keys:
 
-- ``image_shape`` (2,) ``(H, W)`` or (3,) ``(C, H, W)`` with C in {1, 3}; d = its product;
+- ``image_shape`` (1,) ``(d,)`` (vectors), (2,) ``(H, W)`` or (3,) ``(C, H, W)`` with C in {1, 3}; d = its
+  product;
 - ``pixel_mean`` / ``pixel_scale`` (d,) for standardised data (opt.);
 - ``layer_names`` (L,) numpy unicode (``np.str_``) array, one display name per layer in ascending layer
   number order (``"conv1"``, ``"features.3"``), for a user's model (opt.; without it layers are "layer j").
@@ -91,6 +93,9 @@ __all__ = [
 _LAYER_KEY = re.compile(r"^layer(\d+)/(\w+)$")
 _TOP_KEYS = ("image_shape", "pixel_mean", "pixel_scale", "layer_names")
 CHANNELS = (1, 3)
+# A vector input is drawn as a bar plot this many pixels high, with at most this many columns.
+VECTOR_HEIGHT = 16
+VECTOR_COLUMNS = 128
 """The channel counts an image may have: grey or RGB."""
 
 
@@ -240,7 +245,7 @@ class LayerResults:
     __hash__ = None  # type: ignore[assignment]
 
 
-ImageShape = tuple[int, int] | tuple[int, int, int]
+ImageShape = tuple[int] | tuple[int, int] | tuple[int, int, int]
 """One input's shape: ``(H, W)`` grey, or ``(C, H, W)`` with C in :data:`CHANNELS` (channel-major)."""
 
 
@@ -309,13 +314,19 @@ class StackResults:
 
     @property
     def channels(self) -> int:
-        """C: 1 for grey images (``(H, W)`` or ``(1, H, W)``), 3 for RGB."""
+        """C: 1 for grey images (``(H, W)`` or ``(1, H, W)``) and for vectors, 3 for RGB."""
         return self.image_shape[0] if len(self.image_shape) == 3 else 1
 
     @property
+    def is_vector(self) -> bool:
+        """The inputs are vectors ``(d,)``, drawn as bar plots rather than images."""
+        return len(self.image_shape) == 1
+
+    @property
     def spatial(self) -> tuple[int, int]:
-        """``(H, W)``, the image's height and width whatever its channels."""
-        return self.image_shape[-2], self.image_shape[-1]
+        """``(H, W)``, the pixels one input is drawn with, whatever its channels (:func:`display_shape`:
+        an image's height and width, a vector's bar plot)."""
+        return display_shape(self.image_shape)
 
     def layer_name(self, j: int) -> str:
         """Layer ``j``'s display name: its entry of ``layer_names`` (``"conv1"``), else ``"layer j"``."""
@@ -458,13 +469,16 @@ class StackResults:
 
 
 def _image_shape(value: Any, source: str) -> ImageShape:
-    """``(H, W)`` or ``(C, H, W)`` as a tuple of ints, checked: positive integers, C in ``CHANNELS``."""
+    """``(d,)``, ``(H, W)`` or ``(C, H, W)`` as a tuple of ints, checked: positive integers, C in
+    ``CHANNELS``."""
     shape = np.asarray(value)
-    if shape.shape not in ((2,), (3,)) or shape.dtype.kind not in "iu" or (shape < 1).any():
+    if shape.shape not in ((1,), (2,), (3,)) or shape.dtype.kind not in "iu" or (shape < 1).any():
         raise UnitlensError(
-            f"{source}: field image_shape must be (height, width) or (channels, height, width), positive "
-            f"integers, got {shape.tolist()!r}"
+            f"{source}: field image_shape must be (values,), (height, width) or (channels, height, width), "
+            f"positive integers, got {shape.tolist()!r}"
         )
+    if shape.shape == (1,):
+        return (int(shape[0]),)
     if shape.shape == (2,):
         return int(shape[0]), int(shape[1])
     if int(shape[0]) not in CHANNELS:
@@ -473,6 +487,15 @@ def _image_shape(value: Any, source: str) -> ImageShape:
             f"expected 1 (grey) or 3 (RGB), got {shape.tolist()!r}"
         )
     return int(shape[0]), int(shape[1]), int(shape[2])
+
+
+def display_shape(image_shape: ImageShape) -> tuple[int, int]:
+    """(h, w): the pixels one input is drawn with. An image: its height and width. A vector of d values:
+    a bar plot ``VECTOR_HEIGHT`` pixels high with one column per value, at most ``VECTOR_COLUMNS`` (longer
+    vectors are binned; ``unitlens.render.tiles.vector_bitmaps``)."""
+    if len(image_shape) == 1:
+        return VECTOR_HEIGHT, min(image_shape[0], VECTOR_COLUMNS)
+    return image_shape[-2], image_shape[-1]
 
 
 def _layer_names(value: Any, source: str, n_layers: int) -> np.ndarray:

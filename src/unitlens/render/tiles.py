@@ -5,7 +5,9 @@ Nothing here writes files: every function takes arrays and returns a new float64
 
 Images are grey ``(h, w)`` or colour: a user's model may see RGB inputs, stored channel-major
 ``(3, h, w)`` like PyTorch's; ``tile_images`` returns grey panels ``(H, W)`` and colour ones ``(H, W, 3)``
-(channels last, as image files and ``unitlens.render.png`` want them).
+(channels last, as image files and ``unitlens.render.png`` want them). Inputs that are not images,
+``image_shape`` ``(d,)``, are drawn as bar plots (:func:`vector_bitmaps`), so every figure and the report
+show them as what they are, not as fake squares.
 
 Display conventions, following the paper:
 
@@ -29,11 +31,12 @@ import numpy as np
 import torch
 
 from unitlens.errors import UnitlensError
+from unitlens.results import display_shape
 
-__all__ = ["BORDER_VALUE", "scale_tile", "stack_panels", "tile_images", "upscale"]
+__all__ = ["BORDER_VALUE", "scale_tile", "stack_panels", "tile_images", "upscale", "vector_bitmaps"]
 
-ImageShape = tuple[int, int] | tuple[int, int, int]
-"""``(h, w)`` grey, or ``(c, h, w)`` channel-major with c = 1 (grey) or 3 (RGB)."""
+ImageShape = tuple[int] | tuple[int, int] | tuple[int, int, int]
+"""``(h, w)`` grey, ``(c, h, w)`` channel-major with c = 1 (grey) or 3 (RGB), or ``(d,)`` vectors."""
 
 BORDER_VALUE = 1.0
 """Default grey level of borders, gaps and empty grid cells: white (see the module docstring)."""
@@ -140,13 +143,55 @@ def _check_image_shape(image_shape: Any) -> tuple[int, int, int]:
     )
 
 
+def vector_bitmaps(values: Any) -> np.ndarray:
+    """(n, d) vectors -> (n, h, w) bar plots, (h, w) = ``display_shape((d,))``, values in {-1, 0, 1}.
+
+    Column k is value k (for d > ``VECTOR_COLUMNS``, the value of largest magnitude in the k-th of
+    ``VECTOR_COLUMNS`` equal bins). Each plot is scaled on its own by its largest magnitude m: a vector
+    with a negative value gets a zero line across the middle, bars up (+1) for positive values and down
+    (-1) for negative ones; a non-negative vector gets bars up from the bottom row. A bar of a nonzero
+    value is at least one pixel long. Tiled like any image (``tile_images``), 0 is the background: mid
+    grey for signed panels, black for unsigned ones, with bars white up and black down.
+    """
+    v = _as_float_array(values, "vectors")
+    if v.ndim != 2 or v.shape[0] == 0 or v.shape[1] == 0:
+        raise UnitlensError(f"vectors: expected a non-empty (n, d) batch, got shape {v.shape}")
+    n, d = v.shape
+    h, w = display_shape((d,))
+    if d > w:  # bin: keep each bin's value of largest magnitude
+        edges = np.linspace(0, d, w + 1).astype(np.int64)
+        binned = np.empty((n, w))
+        for k in range(w):
+            part = v[:, edges[k] : edges[k + 1]]
+            binned[:, k] = part[np.arange(n), np.abs(part).argmax(axis=1)]
+        v = binned
+    m = np.abs(v).max(axis=1, keepdims=True)
+    share = np.divide(np.abs(v), m, out=np.zeros_like(v), where=m > 0)  # (n, w) in [0, 1]
+    signed = np.asarray((v < 0).any(axis=1)).reshape(n, 1)  # (n, 1)
+    half = np.where(signed, h // 2, h)  # bar room: half the height for signed plots, all of it otherwise
+    length = np.where(v != 0, np.maximum(np.ceil(share * half - 1e-9), 1), 0).astype(np.int64)
+    rows = np.arange(h)[None, :, None]  # (1, h, 1)
+    base = half[:, :, None]  # (n, 1, 1): the zero line is just below row base - 1
+    up = (v > 0)[:, None, :] & (rows >= base - length[:, None, :]) & (rows < base)
+    down = (v < 0)[:, None, :] & (rows >= base) & (rows < base + length[:, None, :])
+    return up.astype(np.float64) - down.astype(np.float64)
+
+
 def _as_image_stack(images: Any, image_shape: ImageShape | None) -> np.ndarray:
     """Return ``images`` as a float64 stack ``(n, h, w)`` (grey) or ``(n, h, w, 3)`` (RGB, channels last).
 
     Accepts ``(n, h, w)``, ``(n, c, h, w)`` and flat ``(n, d)`` batches (the last with ``image_shape``),
-    checking each against ``image_shape`` when given.
+    checking each against ``image_shape`` when given; with ``image_shape`` ``(d,)`` a flat batch of vectors
+    becomes their bar plots (:func:`vector_bitmaps`).
     """
     arr = _as_float_array(images, "images")
+    if image_shape is not None and isinstance(image_shape, tuple | list) and len(image_shape) == 1:
+        d = _check_int(image_shape[0], "image_shape[0] (values)", 1)
+        if arr.ndim != 2 or arr.shape[1] != d:
+            raise UnitlensError(
+                f"images: shape {arr.shape} does not match image_shape ({d},): expected (n, {d})"
+            )
+        return vector_bitmaps(arr)
     shape = None if image_shape is None else _check_image_shape(image_shape)
     if arr.ndim == 2:
         if shape is None:
@@ -206,7 +251,8 @@ def tile_images(
     Args:
         images: grey ``(n, h, w)``, ``(n, c, h, w)`` with c = 1 (grey) or 3 (RGB), or flat ``(n, d)``
             together with ``image_shape`` (``d = h*w`` or ``c*h*w``, channel-major); numpy or torch.
-        image_shape: ``(h, w)`` or ``(c, h, w)``; required for flat images, checked against the others.
+        image_shape: ``(h, w)``, ``(c, h, w)`` or ``(d,)`` (vectors, drawn as bar plots); required for flat
+            images, checked against the others.
         grid: ``(rows, cols)`` with ``rows * cols >= n``; default: ``cols = ceil(sqrt(n))``,
             ``rows = ceil(n / cols)``.
         signed: how tiles are scaled (see ``scale_tile``; an RGB tile's three channels together). None

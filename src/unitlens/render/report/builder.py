@@ -52,7 +52,7 @@ from unitlens.render.figures import (
     split_results_name,
 )
 from unitlens.render.tiles import tile_images
-from unitlens.results import ImageShape, LayerResults, StackResults
+from unitlens.results import ImageShape, LayerResults, StackResults, display_shape
 
 __all__ = [
     "DATA_GLOBAL",
@@ -285,16 +285,18 @@ def quantise_images(images: np.ndarray, image_shape: ImageShape, signed: bool) -
 
     Returns:
         uint8 ``(n, d)`` in the input's order (channel-major for RGB): ``round(255 * scaled)``, within half
-        a level of the scaled value.
+        a level of the scaled value; for vectors ``image_shape`` ``(d,)``, ``(n, h * w)``: their bar plots
+        (``display_shape``), which the explorer draws as grey images.
     """
     flat = np.asarray(images, dtype=np.float64)
-    n, d = flat.shape
+    n = flat.shape[0]
     # A one-column grid without borders scales every tile on its own in one vectorised call.
     panel = tile_images(flat, image_shape, grid=(n, 1), signed=signed, border=0)
     if panel.ndim == 3:  # (n*h, w, 3), channels last -> back to the results' (n, 3, h, w) order
-        h, w = image_shape[-2], image_shape[-1]
+        h, w = display_shape(image_shape)
         panel = panel.reshape(n, h, w, 3).transpose(0, 3, 1, 2)
-    return np.rint(panel.reshape(n, d) * 255.0).astype(np.uint8)
+    # (n, d) for images; a vector's bar plot has display_shape's h * w pixels.
+    return np.rint(panel.reshape(n, -1) * 255.0).astype(np.uint8)
 
 
 def encode_images(q: np.ndarray) -> str:
@@ -504,7 +506,7 @@ def _stacks_table(run: RunContents) -> str:
     for stack in run.stacks:
         r = stack.results
         c, (h, w) = r.channels, r.spatial
-        inputs = f"{h}×{w} " + ("RGB" if c == 3 else "grey")
+        inputs = f"{r.n_inputs} values" if r.is_vector else f"{h}×{w} " + ("RGB" if c == 3 else "grey")
         layers = ", ".join(_e(r.layer_name(j)) for j in r.layers)
         recipe = _e(stack.recipe) if stack.recipe else ("the paper's" if stack.is_paper else "—")
         description = _e(stack.description) if stack.description else ""
