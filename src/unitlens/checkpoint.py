@@ -457,8 +457,8 @@ def _check_data(value: Any, fields: _Fields) -> None:
         value,
         "image_shape",
         "data.image_shape",
-        lambda v: isinstance(v, list) and len(v) == 2 and all(_is_int(n, 1) for n in v),
-        "two positive integers [height, width]",
+        lambda v: isinstance(v, list) and len(v) in (1, 2, 3) and all(_is_int(n, 1) for n in v),
+        "one to three positive integers: [d], [height, width] or [channels, height, width]",
         required=False,
     )
     if "recipe" in value:
@@ -500,7 +500,7 @@ def check_meta(meta: Any, json_path: Path) -> dict[str, Any]:
     ``tensor_sha256`` (64 hex digits). Checked when present: ``tensor_file`` (a file name beside the JSON,
     ``NAME.safetensors`` or ``NAME.<h>.safetensors`` with ``<h>`` the hash's first 16 digits),
     ``meta_sha256``, ``versions`` ({str: str}), ``seed`` (int), ``training_config`` (object), ``data``
-    (object: ``rho`` a number >= 0, ``image_shape`` two positive ints, ``kind``/``source`` strings,
+    (object: ``rho`` a number >= 0, ``image_shape`` 1-3 positive ints, ``kind``/``source`` strings,
     ``n_train`` an int >= 0, ``recipe`` a data recipe), ``history`` (a list of {str: number}) and ``state``
     (a resume point: ``layer``, ``examples_seen``, ``history``, ``pending_loss``, ``pending_count``). Other
     fields are kept as they are. Last, ``meta_sha256`` (when present) must be the hash of the rest

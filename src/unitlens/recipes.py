@@ -128,7 +128,10 @@ def batch_source(dataset: str, data: Dataset, config: ReproduceConfig, seed: int
     settings = stack_settings(dataset, config)
     generator = torch.Generator().manual_seed(seed)
     if dataset == "mnist" and config.mnist.elastic:
-        return ElasticStream(data.x_train, data.y_train, data.image_shape, settings.batch_size, generator)
+        shape = data.image_shape
+        if len(shape) != 2:
+            raise UnitlensError(f"the elastic stream deforms (height, width) digits, got images of {shape}")
+        return ElasticStream(data.x_train, data.y_train, (shape[0], shape[1]), settings.batch_size, generator)
     return ShuffledBatches(data.x_train, data.y_train, settings.batch_size, generator)
 
 

@@ -175,3 +175,15 @@ def test_pickles_unknown_files_and_missing_paths_are_refused(tmp_path: Path) -> 
     (tmp_path / "broken.npy").write_bytes(b"not an array")
     with pytest.raises(UnitlensError, match=r"cannot read it as an \.npy file \(no \.npy header\)"):
         load_data_file(tmp_path / "broken.npy")
+
+
+def test_uint8_zeros_and_ones_stay_binary_while_uint8_pixels_are_scaled(tmp_path: Path) -> None:
+    spins = (_rng(7).random((30, 16)) < 0.5).astype(np.uint8)
+    np.savez(tmp_path / "spins.npz", x_train=spins)
+    data = load_data_file(tmp_path / "spins.npz")
+    assert data.kind == "binary"
+    assert set(np.unique(np.concatenate([data.x_train, data.x_test]))) == {0.0, 1.0}
+    pixels = spins * 255
+    np.savez(tmp_path / "ink.npz", x_train=pixels)
+    ink = load_data_file(tmp_path / "ink.npz")
+    assert ink.kind == "binary" and float(ink.x_train.max()) == 1.0

@@ -14,11 +14,12 @@ from unitlens.atomic import write_text
 from unitlens.commands import add_output_options
 from unitlens.data.dataset import Dataset, dataset_norm
 from unitlens.data.elastic import ElasticConfig, ElasticStream
-from unitlens.data.mnist import load_mnist
+from unitlens.data.mnist import IMAGE_SHAPE, load_mnist
 from unitlens.data.patches import load_patches
 from unitlens.outdir import prepare_output
 from unitlens.render.png import save_png
 from unitlens.render.tiles import tile_images
+from unitlens.results import ImageShape
 
 N_TILES = 100
 
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     out = prepare_output(args.out)
     generator = torch.Generator().manual_seed(args.seed)
     mnist = load_mnist(args.data_dir)
-    stream = ElasticStream(mnist.x_train, mnist.y_train, mnist.image_shape, 1000, generator, ElasticConfig())
+    stream = ElasticStream(mnist.x_train, mnist.y_train, IMAGE_SHAPE, 1000, generator, ElasticConfig())
     elastic_row, elastic_x = _stream_summary(stream, 10)
     patches = load_patches(
         args.photos,
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         elastic_row,
         summarise(f"patches {args.patch_size}x{args.patch_size}", patches),
     ]
-    panels = {
+    panels: dict[str, tuple[torch.Tensor, ImageShape]] = {
         "mnist.png": (mnist.x_train[:N_TILES], mnist.image_shape),
         "elastic.png": (elastic_x[:N_TILES], mnist.image_shape),
         "patches.png": (patches.x_train[:N_TILES], patches.image_shape),

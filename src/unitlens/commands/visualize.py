@@ -185,8 +185,11 @@ def _run(args: argparse.Namespace, out: Path) -> int:
     meta = ckpt.meta.get("data", {})
     if "rho" in meta:  # the norm the model was trained with
         data = dataclasses.replace(data, rho=float(meta["rho"]))
-    dataset = "mnist" if recipe.loader == "mnist" else ("patches" if recipe.size == 12 else "patches20")
-    name = f"{dataset}-{model.kind}"
+    if recipe.loader == "file":  # a user's data set: the checkpoint's own name, NAME-MODEL
+        name = paths_for(args.checkpoint)[1].stem
+    else:
+        dataset = "mnist" if recipe.loader == "mnist" else ("patches" if recipe.size == 12 else "patches20")
+        name = f"{dataset}-{model.kind}"
     config = StudyConfig(units=args.units or None, restarts=args.restarts, max_steps=args.max_steps)
     studies = study_stack(model, data, config, torch.Generator().manual_seed(args.seed))
     stack_results(studies, data).save(out / "results" / f"{name}.npz")

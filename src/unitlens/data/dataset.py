@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from unitlens.errors import UnitlensError
+from unitlens.results import ImageShape
 
 
 def dataset_norm(x: Tensor) -> float:
@@ -19,7 +20,10 @@ def dataset_norm(x: Tensor) -> float:
     return float(torch.linalg.vector_norm(x.double(), dim=1).mean())
 
 
-LOADERS = ("mnist", "patches")
+LOADERS = ("mnist", "patches", "file")
+
+
+_FILE_FIELDS = ("image_height", "image_width", "channels", "test_fraction")
 
 
 @dataclass(frozen=True)
@@ -30,12 +34,17 @@ class DataRecipe:
     very inputs it was trained on (``unitlens.data.recipe.load_data``).
 
     Attributes:
-        loader: ``mnist`` (digits, binary) or ``patches`` (whitened photo patches, standardised per pixel).
-        path: the MNIST folder / .npz or the photo folder, absolute; "" for the embedded digits or the
-            bundled photographs.
-        size, n_train, n_test, seed, f0, margin: ``load_patches``'s arguments (unused for ``mnist``).
-        standardised: the inputs are standardised per pixel with the training set's mean and scale (patches);
-            the checkpoint keeps those as ``data.pixel_mean`` / ``data.pixel_scale``.
+        loader: ``mnist`` (digits, binary), ``patches`` (whitened photo patches, standardised per pixel) or
+            ``file`` (a user's own data set: ``unitlens.data.files``).
+        path: the MNIST folder / .npz, the photo folder or the user's file or folder, absolute; "" for the
+            embedded digits or the bundled photographs.
+        size, n_train, n_test, seed, f0, margin: ``load_patches``'s arguments (``seed`` also draws a user
+            file's held-out rows; the rest unused for ``mnist`` and ``file``).
+        standardised: the inputs are standardised per pixel with the training set's mean and scale (patches,
+            real-valued user data); the checkpoint keeps those as ``data.pixel_mean`` / ``data.pixel_scale``.
+        image_height, image_width: a user's image folder resized to this size (0: the images' own size).
+        channels: a user's image folder read as 1 (grey) or 3 (colour) channels (0: colour if any image is).
+        test_fraction: the held-out share of a user's data that bring no test split.
     """
 
     loader: str
@@ -47,6 +56,10 @@ class DataRecipe:
     f0: float = 0.2
     margin: int = 0
     standardised: bool = False
+    image_height: int = 0
+    image_width: int = 0
+    channels: int = 0
+    test_fraction: float = 0.1
 
     def __post_init__(self) -> None:
         if self.loader not in LOADERS:
@@ -57,7 +70,10 @@ class DataRecipe:
         values = asdict(self)
         if self.loader == "mnist":
             return {k: values[k] for k in ("loader", "path", "standardised")}
-        return values
+        if self.loader == "file":
+            keys = ("loader", "path", "seed", "standardised", "image_height", "image_width", "channels")
+            return {k: values[k] for k in (*keys, "test_fraction")}
+        return {k: v for k, v in values.items() if k not in _FILE_FIELDS}
 
     @classmethod
     def from_dict(cls, values: Any, *, where: str) -> DataRecipe:
@@ -74,6 +90,10 @@ class DataRecipe:
             "f0": float,
             "margin": int,
             "standardised": bool,
+            "image_height": int,
+            "image_width": int,
+            "channels": int,
+            "test_fraction": float,
         }
         unknown = sorted(set(values) - set(types))
         if unknown:
@@ -81,6 +101,8 @@ class DataRecipe:
         needed = ["loader"] + (
             ["path", "size", "n_train", "n_test", "seed", "f0", "margin"]
             if values.get("loader") == "patches"
+            else ["path", "seed", "standardised"]
+            if values.get("loader") == "file"
             else []
         )
         missing = [name for name in needed if name not in values]
@@ -108,7 +130,8 @@ class Dataset:
         y_train: (n_train,) int64 labels, or None for unlabelled data (patches).
         x_test: (n_test, d) float32 held-out inputs.
         y_test: (n_test,) int64 labels, or None.
-        image_shape: (height, width) of one input.
+        image_shape: one input's shape: (height, width) or (channels, height, width) images with 1 or 3
+            channels, or (d,) for inputs that are not images (drawn as bar plots).
         rho: mean L2 norm of ``x_train``'s rows (the paper's dataset norm).
         source: where the data came from, for people (a path, or the package that ships it).
         kind: ``"binary"`` for inputs in [0, 1] (Bernoulli visible units, cross-entropy) or ``"real"``
@@ -123,7 +146,7 @@ class Dataset:
     y_train: Tensor | None
     x_test: Tensor
     y_test: Tensor | None
-    image_shape: tuple[int, int]
+    image_shape: ImageShape
     rho: float
     source: str
     kind: str = "binary"
@@ -132,7 +155,16 @@ class Dataset:
     recipe: DataRecipe | None = None
 
     def __post_init__(self) -> None:
-        d = self.image_shape[0] * self.image_shape[1]
+        shape = self.image_shape
+        if (
+            len(shape) not in (1, 2, 3)
+            or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape)
+            or (len(shape) == 3 and shape[0] not in (1, 3))
+        ):
+            raise UnitlensError(
+                f"Dataset.image_shape must be (d,), (height, width) or (1 or 3, height, width), got {shape!r}"
+            )
+        d = math.prod(shape)
         for name in ("x_train", "x_test"):
             x = getattr(self, name)
             if x.ndim != 2 or x.shape[1] != d or x.dtype != torch.float32:
@@ -150,7 +182,7 @@ class Dataset:
     @property
     def n_inputs(self) -> int:
         """Number of input units d."""
-        return self.image_shape[0] * self.image_shape[1]
+        return math.prod(self.image_shape)
 
     def to_original_units(self, x: Tensor) -> Tensor:
         """Undo the per-pixel standardisation of ``x`` (..., d), if there was one."""

@@ -12,7 +12,8 @@
   sizes differ), as (1, H, W) grey or (3, H, W) colour (``channels``; default colour when any file is).
 
 Every example keeps its shape, so images are drawn as images and vectors as vectors. uint8 values are
-scaled by 1/255; other integers and floats are taken as they are. The values decide the visible units
+scaled by 1/255 when any exceeds 1 (pixels; a uint8 array of 0s and 1s stays binary); other integers and
+floats are taken as they are. The values decide the visible units
 (:attr:`DataFile.visible`): only 0 and 1 (``"binary"``) or within [0, 1] (``"unit"``) give Bernoulli
 units; anything else (``"real"``) gives Gaussian units on standardised inputs.
 
@@ -27,6 +28,7 @@ expected: a missing file, an unreadable or pickled one, a field of the wrong dty
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import zipfile
 from dataclasses import dataclass
@@ -37,10 +39,12 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from unitlens.data.dataset import DataRecipe, Dataset, dataset_norm
 from unitlens.data.idx import read_idx
 from unitlens.errors import UnitlensError
+from unitlens.results import ImageShape
 
-__all__ = ["BLOCK_ROWS", "DataFile", "load_data_file"]
+__all__ = ["BLOCK_ROWS", "DataFile", "dataset_from_recipe", "load_data_file"]
 
 # Rows read at a time from a memory-mapped file (by the checks and by DataFile.rows).
 BLOCK_ROWS = 65_536
@@ -60,7 +64,7 @@ class DataFile:
         y_test: (n_test,) int64, or None.
         shape: one example's shape: (d,) vectors, (H, W) or (C, H, W) images, or any other.
         kind: ``"binary"`` (only 0 and 1), ``"unit"`` (within [0, 1]) or ``"real"``.
-        scale: what the stored values are multiplied by (1/255 for uint8 memory maps, else 1).
+        scale: what the stored values are multiplied by (1/255 for a memory map of uint8 pixels, else 1).
         source: the file or folder, for people.
         is_image: the examples are images (a folder or an IDX file of 2-D or 3-D examples, or an array of
             (H, W) or (C, H, W) examples with C = 1 or 3); vectors are drawn as plots, not as squares.
@@ -261,8 +265,10 @@ def _finish(
     _check_examples(x, path, "x_train")
     shape = tuple(int(s) for s in x.shape[1:])
     mapped = isinstance(x, np.memmap)
-    scale = 1.0 / 255.0 if x.dtype == np.uint8 else 1.0
-    kind = _value_kind(x, path, "x_train")
+    low, high, distinct = _scan(x, path, "x_train")
+    # uint8 values above 1 are pixels, scaled to [0, 1]; a uint8 array of 0s and 1s is kept as it is.
+    scale = 1.0 / 255.0 if x.dtype == np.uint8 and high > 1 else 1.0
+    kind = _kind(low, high, distinct, scale)
     if y is not None:
         y = _labels(y, x.shape[0], path, "y_train")
     if x_test is not None:
@@ -272,11 +278,12 @@ def _finish(
                 f"{path}: field 'x_test' has examples of shape {tuple(x_test.shape[1:])}; 'x_train' has "
                 f"{shape}"
             )
-        kind = KINDS[max(KINDS.index(kind), KINDS.index(_value_kind(x_test, path, "x_test")))]
+        test_kind = _kind(*_scan(x_test, path, "x_test"), scale if x_test.dtype == x.dtype else 1.0)
+        kind = KINDS[max(KINDS.index(kind), KINDS.index(test_kind))]
         if y_test is not None:
             y_test = _labels(y_test, x_test.shape[0], path, "y_test")
-        train = x if mapped else _as_float(x)
-        test = _as_float(x_test)
+        train = x if mapped else _as_float(x, scale)
+        test = _as_float(x_test, scale if x_test.dtype == x.dtype else 1.0)
     else:
         n = x.shape[0]
         if n < 2:
@@ -291,8 +298,8 @@ def _finish(
         else:
             order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
             held, kept = np.sort(order[:k]), np.sort(order[k:])
-            train = _as_float(x[kept])
-        test = _as_float(np.asarray(x[held]))
+            train = _as_float(x[kept], scale)
+        test = _as_float(np.asarray(x[held]), scale)
         y, y_test = (None, None) if y is None else (y[kept], y[held])
     if is_image is None:
         is_image = len(shape) == 2 or (len(shape) == 3 and shape[0] in (1, 3))
@@ -319,11 +326,12 @@ def _check_examples(x: np.ndarray, path: Path, field: str) -> None:
         )
 
 
-def _value_kind(x: np.ndarray, path: Path, field: str) -> str:
-    """``"binary"``, ``"unit"`` or ``"real"`` (uint8 scaled by 1/255), reading ``x`` in blocks of
-    :data:`BLOCK_ROWS` rows; NaN or inf is an error naming the first row that holds one."""
-    scale = 1.0 / 255.0 if x.dtype == np.uint8 else 1.0
-    binary, low, high = True, np.inf, -np.inf
+def _scan(x: np.ndarray, path: Path, field: str) -> tuple[float, float, np.ndarray]:
+    """(min, max, the distinct values if there are at most two, else an empty array) of ``x``, read in
+    blocks of :data:`BLOCK_ROWS` rows; NaN or inf is an error naming the first row that holds one."""
+    low, high = np.inf, -np.inf
+    distinct = np.empty(0)
+    few = True
     for start in range(0, x.shape[0], BLOCK_ROWS):
         block = np.asarray(x[start : start + BLOCK_ROWS])
         if block.dtype.kind == "f":
@@ -331,12 +339,18 @@ def _value_kind(x: np.ndarray, path: Path, field: str) -> str:
             if not bool(finite.all()):
                 row = start + int(np.argmin(finite))
                 raise UnitlensError(f"{path}: field {field!r} holds NaN or inf (first in row {row})")
-        values = block.astype(np.float64) * scale if scale != 1.0 else block
-        low, high = min(low, float(values.min())), max(high, float(values.max()))
-        binary = binary and bool(np.isin(values, (0, 1)).all())
-    if binary:
+        low, high = min(low, float(block.min())), max(high, float(block.max()))
+        if few:
+            distinct = np.union1d(distinct, np.unique(block)[:3])
+            few = distinct.size <= 2
+    return low, high, distinct if few else np.empty(0)
+
+
+def _kind(low: float, high: float, distinct: np.ndarray, scale: float) -> str:
+    """``"binary"`` (only 0 and 1 once scaled), ``"unit"`` (within [0, 1]) or ``"real"``."""
+    if distinct.size and set((distinct * scale).tolist()) <= {0.0, 1.0}:
         return "binary"
-    return "unit" if low >= 0.0 and high <= 1.0 else "real"
+    return "unit" if low * scale >= 0.0 and high * scale <= 1.0 else "real"
 
 
 def _labels(y: np.ndarray, n: int, path: Path, field: str) -> np.ndarray:
@@ -354,8 +368,62 @@ def _labels(y: np.ndarray, n: int, path: Path, field: str) -> np.ndarray:
     return y.astype(np.int64)
 
 
-def _as_float(x: np.ndarray) -> np.ndarray:
-    """In-memory float32, uint8 scaled to [0, 1]."""
-    if x.dtype == np.uint8:
-        return np.asarray(x, dtype=np.float32) / np.float32(255.0)
-    return np.ascontiguousarray(x, dtype=np.float32)
+def _as_float(x: np.ndarray, scale: float) -> np.ndarray:
+    """In-memory float32, multiplied by ``scale``."""
+    out = np.ascontiguousarray(x, dtype=np.float32)
+    return out * np.float32(scale) if scale != 1.0 else out
+
+
+# ------------------------------------------------------------------------------------ as a training set
+
+
+def dataset_from_recipe(recipe: DataRecipe) -> Dataset:
+    """The :class:`~unitlens.data.dataset.Dataset` a ``file`` recipe describes (``train --data FILE``).
+
+    Binary and [0, 1] values are kept as they are (kind ``"binary"``: Bernoulli visible units); real values
+    are standardised per input with the training split's mean and standard deviation (kind ``"real"``:
+    Gaussian visible units), kept as ``pixel_mean`` / ``pixel_scale``; an input that is constant over the
+    training split keeps scale 1 (it becomes 0). ``image_shape`` is the examples' shape when the results
+    can draw it as an image ((H, W), or (C, H, W) with C = 1 or 3), else (d,): bar plots. A memory-mapped
+    ``.npy`` is read into memory here (training streams it only from the next version on).
+    """
+    size = (recipe.image_height, recipe.image_width) if recipe.image_height and recipe.image_width else None
+    data = load_data_file(
+        recipe.path,
+        image_size=size,
+        channels=recipe.channels or None,
+        test_fraction=recipe.test_fraction,
+        seed=recipe.seed,
+    )
+    x_train = data.rows(slice(None))
+    x_test = torch.from_numpy(np.ascontiguousarray(data.x_test.reshape(data.x_test.shape[0], -1)))
+    real = data.kind == "real"
+    mean = scale = None
+    if real:
+        # Statistics in float64: a million float32 terms lose digits otherwise.
+        mean64 = x_train.mean(0, dtype=torch.float64)
+        std64 = (x_train.double() - mean64).square().mean(0).sqrt()
+        mean, scale = mean64.float(), torch.where(std64 > 1e-12, std64, torch.ones_like(std64)).float()
+        x_train = (x_train - mean) / scale
+        x_test = (x_test - mean) / scale
+    shape = data.shape
+    image_shape: ImageShape
+    if data.is_image and len(shape) == 2:
+        image_shape = (shape[0], shape[1])
+    elif data.is_image and len(shape) == 3 and shape[0] in (1, 3):
+        image_shape = (shape[0], shape[1], shape[2])
+    else:
+        image_shape = (data.n_inputs,)
+    return Dataset(
+        x_train=x_train,
+        y_train=None if data.y_train is None else torch.from_numpy(data.y_train),
+        x_test=x_test,
+        y_test=None if data.y_test is None else torch.from_numpy(data.y_test),
+        image_shape=image_shape,
+        rho=dataset_norm(x_train),
+        source=data.describe() + (", standardised per input" if real else ""),
+        kind="real" if real else "binary",
+        pixel_mean=mean,
+        pixel_scale=scale,
+        recipe=dataclasses.replace(recipe, standardised=real),
+    )

@@ -22,6 +22,10 @@ def load_data(recipe: DataRecipe) -> Dataset:
             f0=recipe.f0,
             margin=recipe.margin,
         )
+    if recipe.loader == "file":
+        from unitlens.data.files import dataset_from_recipe
+
+        return dataset_from_recipe(recipe)
     raise UnitlensError(f"no loader {recipe.loader!r}")  # DataRecipe refuses it first
 
 

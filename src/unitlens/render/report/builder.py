@@ -152,6 +152,8 @@ class ReportStack:
     @property
     def model_label(self) -> str:
         if not self.is_paper:
+            if self.model in MODEL_LABELS and self.results.recipe is None:  # a stack on a user's data set
+                return MODEL_LABELS[self.model]
             return f"{self.recipe} recipe" if self.recipe else "results"
         return MODEL_LABELS.get(self.model, self.model.upper() or "model")
 
