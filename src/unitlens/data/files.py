@@ -397,7 +397,9 @@ def dataset_from_recipe(recipe: DataRecipe) -> Dataset:
     )
     x_train = data.rows(slice(None))
     x_test = torch.from_numpy(np.ascontiguousarray(data.x_test.reshape(data.x_test.shape[0], -1)))
-    real = data.kind == "real"
+    # A recipe recorded as standardised stays so (an estimator may standardise [0, 1] data for Gaussian
+    # units); one made fresh standardises exactly when the values are real.
+    real = data.kind == "real" or recipe.standardised
     mean = scale = None
     if real:
         # Statistics in float64: a million float32 terms lose digits otherwise.
