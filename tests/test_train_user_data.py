@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 from pathlib import Path
 
@@ -156,3 +157,46 @@ def test_bad_data_is_one_line_and_writes_nothing(tmp_path: Path, capsys: pytest.
     assert not out.exists()
     assert main(["train", "--model", "dbn", "--data", str(bad), "--name", "mnist", "--out", str(out)]) == 2
     assert "--name must be" in capsys.readouterr().err
+
+
+def _anonymous_memory() -> int | None:
+    """Bytes of this process's anonymous memory (RssAnon) once glibc has returned what is free (so only
+    live data counts), or None where /proc does not say."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    try:
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+@pytest.mark.skipif(_anonymous_memory() is None, reason="needs /proc/self/status (Linux)")
+def test_a_float32_npy_is_streamed_from_the_file_not_copied_into_memory(tmp_path: Path) -> None:
+    from unitlens.data.dataset import DataRecipe
+    from unitlens.data.recipe import load_data
+
+    path = tmp_path / "big.npy"
+    rows, d = 200_000, 250  # 200 MB of float32 in [0, 1], written block by block
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, d))
+    rng = np.random.default_rng(3)
+    for start in range(0, rows, 10_000):
+        array[start : start + 10_000] = rng.random((10_000, d), dtype=np.float32)
+    array.flush()
+    del array
+    before = _anonymous_memory()
+    data = load_data(DataRecipe("file", path=str(path), seed=0))
+    grown = (_anonymous_memory() or 0) - (before or 0)
+    assert data.x_train.shape == (180_000, d) and data.kind == "binary"  # Bernoulli units for [0, 1] values
+    # The held-out tenth (20 MB) is in memory, and the checks' blocks pass through it; the 180 MB of
+    # training rows stay the file's pages (a copy would add at least 180 MB).
+    assert grown < 100 * 2**20, f"anonymous memory grew by {grown / 2**20:.0f} MB"
+    assert data.rho == pytest.approx(float(np.sqrt(d / 3)), rel=0.02)  # E||x|| for uniform values
+    out = tmp_path / "out"
+    _train(path, out, "dbn", "--hidden", "8", "--examples", "2000")
+    model, ckpt = load_model(out / "big-dbn")
+    assert ckpt.meta["data"]["n_train"] == 180_000

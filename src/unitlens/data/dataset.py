@@ -17,7 +17,13 @@ def dataset_norm(x: Tensor) -> float:
     """rho, the mean L2 norm of the rows of ``x`` (n, d): the norm activation maximization keeps."""
     if x.ndim != 2 or x.shape[0] == 0:
         raise UnitlensError(f"dataset_norm expects a non-empty (n, d) tensor, got shape {tuple(x.shape)}")
-    return float(torch.linalg.vector_norm(x.double(), dim=1).mean())
+    # In blocks of at most 16 MB of float64: a copy of the whole set would double the memory of a streamed
+    # (memory-mapped) one.
+    rows = max(1, min(65_536, (16 << 20) // (8 * max(1, x.shape[1]))))
+    total = 0.0
+    for start in range(0, x.shape[0], rows):
+        total += float(torch.linalg.vector_norm(x[start : start + rows].double(), dim=1).sum())
+    return total / x.shape[0]
 
 
 LOADERS = ("mnist", "patches", "file")

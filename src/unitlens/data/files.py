@@ -5,7 +5,8 @@
 - an ``.npz`` with ``x_train`` (or ``x``) and optionally ``y_train``, ``x_test``, ``y_test``, read with
   ``allow_pickle=False``;
 - an ``.npy`` array (n, ...), **memory-mapped**: it is never read whole, so a data set larger than memory
-  is streamed (the checks read it once, in blocks of :data:`BLOCK_ROWS` rows);
+  is streamed (the checks read it once, in blocks of at most :data:`BLOCK_ROWS` rows and
+  :data:`BLOCK_BYTES` bytes);
 - an IDX file (n, ...) of any shape (raw or gzip), with its labels from a file beside it whose name has
   ``labels`` where the images file has ``images`` (``train-images-idx3-ubyte`` / ``train-labels-idx1-ubyte``);
 - a folder of images, grey or colour, each resized to ``image_size`` (H, W) (required when the images'
@@ -48,6 +49,7 @@ __all__ = ["BLOCK_ROWS", "DataFile", "dataset_from_recipe", "load_data_file"]
 
 # Rows read at a time from a memory-mapped file (by the checks and by DataFile.rows).
 BLOCK_ROWS = 65_536
+BLOCK_BYTES = 16 * 1024 * 1024
 _IDX_SUFFIXES = ("-ubyte", "-ubyte.gz", ".idx", ".idx.gz")
 KINDS = ("binary", "unit", "real")
 
@@ -187,7 +189,8 @@ def _npy(path: Path) -> np.ndarray:
         if handle.read(6) != b"\x93NUMPY":
             raise UnitlensError(f"{path}: cannot read it as an .npy file (no .npy header)")
     try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
+        # Copy-on-write: the array is writable for torch, and nothing is ever written back to the file.
+        array = np.load(path, mmap_mode="c", allow_pickle=False)
     except ValueError as error:
         if "pickle" in str(error).lower() or "python objects" in str(error).lower():
             raise UnitlensError(f"{path}: holds pickled objects, which unitlens never loads") from error
@@ -326,14 +329,22 @@ def _check_examples(x: np.ndarray, path: Path, field: str) -> None:
         )
 
 
+def block_rows(x: np.ndarray | Tensor) -> int:
+    """Rows read at a time from ``x`` (n, ...): at most :data:`BLOCK_ROWS`, and at most :data:`BLOCK_BYTES`
+    of float64 (what a block's statistics are computed in), at least 1."""
+    row = max(1, int(np.prod(x.shape[1:]))) * 8
+    return max(1, min(BLOCK_ROWS, BLOCK_BYTES // row))
+
+
 def _scan(x: np.ndarray, path: Path, field: str) -> tuple[float, float, np.ndarray]:
     """(min, max, the distinct values if there are at most two, else an empty array) of ``x``, read in
-    blocks of :data:`BLOCK_ROWS` rows; NaN or inf is an error naming the first row that holds one."""
+    blocks (:func:`block_rows`); NaN or inf is an error naming the first row that holds one."""
     low, high = np.inf, -np.inf
     distinct = np.empty(0)
     few = True
-    for start in range(0, x.shape[0], BLOCK_ROWS):
-        block = np.asarray(x[start : start + BLOCK_ROWS])
+    rows = block_rows(x)
+    for start in range(0, x.shape[0], rows):
+        block = np.asarray(x[start : start + rows])
         if block.dtype.kind == "f":
             finite = np.isfinite(block.reshape(block.shape[0], -1)).all(axis=1)
             if not bool(finite.all()):
@@ -384,8 +395,12 @@ def dataset_from_recipe(recipe: DataRecipe) -> Dataset:
     are standardised per input with the training split's mean and standard deviation (kind ``"real"``:
     Gaussian visible units), kept as ``pixel_mean`` / ``pixel_scale``; an input that is constant over the
     training split keeps scale 1 (it becomes 0). ``image_shape`` is the examples' shape when the results
-    can draw it as an image ((H, W), or (C, H, W) with C = 1 or 3), else (d,): bar plots. A memory-mapped
-    ``.npy`` is read into memory here (training streams it only from the next version on).
+    can draw it as an image ((H, W), or (C, H, W) with C = 1 or 3), else (d,): bar plots.
+
+    A memory-mapped float32 ``.npy`` of binary or [0, 1] values is **streamed**: ``x_train`` is a tensor
+    over the file's pages, which training batches, the norm and the exemplars read block by block, so a data
+    set larger than memory trains. Other memory-mapped files (uint8 pixels, which need scaling; real values,
+    which need standardising) are read into memory as float32.
     """
     size = (recipe.image_height, recipe.image_width) if recipe.image_height and recipe.image_width else None
     data = load_data_file(
@@ -395,11 +410,20 @@ def dataset_from_recipe(recipe: DataRecipe) -> Dataset:
         test_fraction=recipe.test_fraction,
         seed=recipe.seed,
     )
-    x_train = data.rows(slice(None))
+    real = data.kind == "real" or recipe.standardised
+    if (
+        isinstance(data.x_train, np.memmap)
+        and data.x_train.dtype == np.float32
+        and data.scale == 1.0
+        and not real
+    ):
+        # Streamed: the tensor is the file's own pages, read as batches ask for them, never copied whole.
+        x_train = torch.from_numpy(data.x_train.reshape(data.n_train, -1))
+    else:
+        x_train = data.rows(slice(None))
     x_test = torch.from_numpy(np.ascontiguousarray(data.x_test.reshape(data.x_test.shape[0], -1)))
     # A recipe recorded as standardised stays so (an estimator may standardise [0, 1] data for Gaussian
     # units); one made fresh standardises exactly when the values are real.
-    real = data.kind == "real" or recipe.standardised
     mean = scale = None
     if real:
         # Statistics in float64: a million float32 terms lose digits otherwise.
