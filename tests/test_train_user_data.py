@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 from pathlib import Path
@@ -162,10 +163,8 @@ def test_bad_data_is_one_line_and_writes_nothing(tmp_path: Path, capsys: pytest.
 def _anonymous_memory() -> int | None:
     """Bytes of this process's anonymous memory (RssAnon) once glibc has returned what is free (so only
     live data counts), or None where /proc does not say."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
     try:
         for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
             if line.startswith("RssAnon:"):
@@ -198,5 +197,5 @@ def test_a_float32_npy_is_streamed_from_the_file_not_copied_into_memory(tmp_path
     assert data.rho == pytest.approx(float(np.sqrt(d / 3)), rel=0.02)  # E||x|| for uniform values
     out = tmp_path / "out"
     _train(path, out, "dbn", "--hidden", "8", "--examples", "2000")
-    model, ckpt = load_model(out / "big-dbn")
+    _, ckpt = load_model(out / "big-dbn")
     assert ckpt.meta["data"]["n_train"] == 180_000
