@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -178,6 +179,55 @@ class PatchSettings(StackSettings):
 
 
 @dataclass(frozen=True)
+class UserDataSettings:
+    """The user's own data set (``reproduce --data FILE``): when ``path`` is set, the run trains its DBN and
+    SDAE on it (``NAME-dbn``, ``NAME-sdae``) instead of MNIST and the patches, and does not fine-tune.
+
+    ``path`` is an .npz, .npy or IDX file or a folder of images (``unitlens.data.files``). The model
+    blocks follow the values, as for ``unitlens train --data``: the generic defaults for binary or [0, 1]
+    data, the patches' blocks (tuned for standardised inputs, Gaussian visible units) for real values.
+    """
+
+    path: str = ""  # "": no user data set (the paper's MNIST and patches)
+    name: str = "data"  # the data set's name in file names: NAME-dbn, NAME-sdae
+    image_height: int = 0  # a folder's images resized to this size (0: their own)
+    image_width: int = 0
+    channels: int = 0  # a folder read as 1 (grey) or 3 (colour) channels (0: colour if any image is)
+    hidden: tuple[int, ...] = (500, 500, 500)
+    examples_per_layer: int = 200_000
+    batch_size: int = 100  # at most the training rows (a smaller set is one batch)
+    units: int = 36
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_]+", self.name) or self.name in ("mnist", "patches", "patches20"):
+            raise UnitlensError(
+                "data.name must be letters, digits or _ and not mnist, patches or patches20, got "
+                f"{self.name!r}"
+            )
+        if not self.hidden or min(self.hidden) < 1 or self.examples_per_layer < 1 or self.units < 1:
+            raise UnitlensError("data: hidden sizes, examples_per_layer and units must be positive")
+        if self.batch_size < 1 or min(self.image_height, self.image_width, self.channels) < 0:
+            raise UnitlensError("data: batch_size must be positive; image sizes and channels >= 0")
+        if self.channels not in (0, 1, 3) or (self.image_height > 0) != (self.image_width > 0):
+            raise UnitlensError(
+                "data: channels must be 0, 1 or 3, and image_height and image_width set together"
+            )
+
+    def stack_settings(self, kind: str, n_train: int) -> StackSettings:
+        """The stacks' settings for data of ``kind`` (``"binary"`` or ``"real"``) with ``n_train`` rows."""
+        blocks = StackSettings() if kind == "binary" else PatchSettings()
+        return StackSettings(
+            hidden=self.hidden,
+            examples_per_layer=self.examples_per_layer,
+            first_layer_examples=self.examples_per_layer,
+            batch_size=min(self.batch_size, n_train),
+            units=self.units,
+            dbn=blocks.dbn,
+            sdae=blocks.sdae,
+        )
+
+
+@dataclass(frozen=True)
 class FinetuneSettings:
     """Fine-tuning on MNIST: classification error, and how much it changes the AM images (claim 7).
 
@@ -225,6 +275,7 @@ class ReproduceConfig:
     mnist: MnistSettings = field(default_factory=MnistSettings)
     patches: PatchSettings = field(default_factory=PatchSettings)
     patches20: bool = False
+    data: UserDataSettings = field(default_factory=UserDataSettings)
     study: StudyConfig = field(default_factory=lambda: StudyConfig(units=None))
     finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
 

@@ -33,21 +33,45 @@ from unitlens.training.sgd import SGDConfig
 
 
 def datasets_of(config: ReproduceConfig) -> list[str]:
-    """The data sets a run trains on, in order."""
+    """The data sets a run trains on, in order: the user's (``data.path``) alone, or the paper's."""
+    if config.data.path:
+        return [config.data.name]
     return ["mnist", "patches"] + (["patches20"] if config.patches20 else [])
 
 
-def stack_settings(dataset: str, config: ReproduceConfig) -> StackSettings:
-    """The settings block of ``dataset`` (the 20x20 patches share the 12x12 ones')."""
+def is_user_data(dataset: str, config: ReproduceConfig) -> bool:
+    """Whether ``dataset`` names the run's user data set (``data.name`` with ``data.path`` set)."""
+    return bool(config.data.path) and dataset == config.data.name
+
+
+def stack_settings(dataset: str, config: ReproduceConfig, data: Dataset | None = None) -> StackSettings:
+    """The settings block of ``dataset`` (the 20x20 patches share the 12x12 ones'). The user's data set's
+    follow its values, so they need ``data`` (``UserDataSettings.stack_settings``)."""
     if dataset == "mnist":
         return config.mnist
     if dataset in ("patches", "patches20"):
         return config.patches
+    if is_user_data(dataset, config):
+        if data is None:
+            raise UnitlensError(
+                f"the settings of the user's data set {dataset!r} follow its values: load it first"
+            )
+        return config.data.stack_settings(data.kind, int(data.x_train.shape[0]))
     raise UnitlensError(f"unknown data set {dataset!r}; expected mnist, patches or patches20")
 
 
 def data_recipe(dataset: str, config: ReproduceConfig) -> DataRecipe:
     """How ``dataset`` is loaded with ``config``'s settings."""
+    if is_user_data(dataset, config):
+        d = config.data
+        return DataRecipe(
+            "file",
+            path=_absolute(d.path),
+            seed=config.seed,
+            image_height=d.image_height,
+            image_width=d.image_width,
+            channels=d.channels,
+        )
     stack_settings(dataset, config)  # refuses an unknown name
     if dataset == "mnist":
         return DataRecipe("mnist", path=_absolute(config.mnist.data_dir))
@@ -125,7 +149,7 @@ def training_config(model: str, settings: StackSettings) -> LayerwiseConfig:
 
 def batch_source(dataset: str, data: Dataset, config: ReproduceConfig, seed: int) -> BatchSource:
     """Training batches: the elastic stream for MNIST (unless disabled), epochs over the set otherwise."""
-    settings = stack_settings(dataset, config)
+    settings = stack_settings(dataset, config, data)
     generator = torch.Generator().manual_seed(seed)
     if dataset == "mnist" and config.mnist.elastic:
         shape = data.image_shape
@@ -137,7 +161,8 @@ def batch_source(dataset: str, data: Dataset, config: ReproduceConfig, seed: int
 
 def study_config(dataset: str, config: ReproduceConfig) -> StudyConfig:
     """The study of ``dataset``'s stacks: the run's study settings with that data set's unit count."""
-    return dataclasses.replace(config.study, units=stack_settings(dataset, config).units)
+    units = config.data.units if is_user_data(dataset, config) else stack_settings(dataset, config).units
+    return dataclasses.replace(config.study, units=units)
 
 
 def finetune_config(

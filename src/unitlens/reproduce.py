@@ -30,7 +30,7 @@ import torch
 from unitlens import progress
 from unitlens.analysis.claims import measure_claims
 from unitlens.atomic import write_text
-from unitlens.catalogue import MODELS, derive_seed, split_stack_name, stack_name
+from unitlens.catalogue import MODELS, derive_seed, stack_name
 from unitlens.checkpoint import paths_for, read_checkpoint, save_checkpoint, versions
 from unitlens.config import ReproduceConfig, dumps_toml, load_toml
 from unitlens.data.dataset import Dataset
@@ -43,6 +43,7 @@ from unitlens.recipes import (
     build_stack,
     datasets_of,
     finetune_config,
+    is_user_data,
     load_datasets,
     stack_settings,
     study_config,
@@ -59,7 +60,17 @@ log = logging.getLogger("unitlens")
 
 def stack_names(config: ReproduceConfig) -> list[str]:
     """The stacks a run trains, ``{dataset}-{model}``."""
-    return [stack_name(ds, m) for ds in datasets_of(config) for m in MODELS]
+    return list(_stack_parts(config))
+
+
+def _stack_parts(config: ReproduceConfig) -> dict[str, tuple[str, str]]:
+    """Each stack's name -> (data set, model): the paper's, named by the catalogue, or the user's data
+    set's ``NAME-dbn`` and ``NAME-sdae``."""
+    parts: dict[str, tuple[str, str]] = {}
+    for ds in datasets_of(config):
+        for m in MODELS:
+            parts[f"{ds}-{m}" if is_user_data(ds, config) else stack_name(ds, m)] = (ds, m)
+    return parts
 
 
 class Run:
@@ -195,7 +206,8 @@ class Run:
 def stage_names(config: ReproduceConfig) -> list[str]:
     """The stages a run goes through, in order: train and study per stack, then finetune when enabled."""
     names = [f"{kind} {stack}" for stack in stack_names(config) for kind in ("train", "study")]
-    return names + (["finetune"] if config.finetune.enabled else [])
+    # Fine-tuning is on the digits (claim 7): a run on the user's data set has none.
+    return names + (["finetune"] if config.finetune.enabled and not config.data.path else [])
 
 
 def _log_file(folder: Path) -> logging.Handler:
@@ -240,13 +252,13 @@ def _reproduce(run: Run, datasets: dict[str, Dataset], quiet: bool) -> Path:
     stacks: dict[str, LayerStack] = {}
     with progress.current().stages(stage_names(config)):
         for name in stack_names(config):
-            stacks[name] = _train(run, name, datasets[split_stack_name(name)[0]], quiet)
+            stacks[name] = _train(run, name, datasets[_stack_parts(config)[name][0]], quiet)
             run.stage(
                 f"study {name}",
                 functools.partial(_study, run, name, stacks[name], datasets),
                 functools.partial(_study_outputs, run, name),
             )
-        if config.finetune.enabled:
+        if "finetune" in stage_names(config):
             run.stage(
                 "finetune",
                 lambda: _finetune_stage(run, stacks, datasets["mnist"]),
@@ -268,8 +280,8 @@ def _reproduce(run: Run, datasets: dict[str, Dataset], quiet: bool) -> Path:
 def _train(run: Run, name: str, data: Dataset, quiet: bool) -> LayerStack:
     """Pre-train stack ``name`` (resuming an interrupted run; loading a finished one)."""
     config = run.config
-    dataset, model = split_stack_name(name)
-    settings = stack_settings(dataset, config)
+    dataset, model = _stack_parts(config)[name]
+    settings = stack_settings(dataset, config, data)
     seed = derive_seed(config.seed, "train", name)
     stack = build_stack(model, data, settings, torch.Generator().manual_seed(seed))
     source = batch_source(dataset, data, config, derive_seed(config.seed, "batches", name))
@@ -350,7 +362,7 @@ def _finetune_outputs(run: Run) -> str | None:
 
 def _study(run: Run, name: str, stack: LayerStack, datasets: dict[str, Dataset]) -> None:
     """Every method and analysis on ``stack``; raw arrays and the summary written atomically."""
-    dataset = split_stack_name(name)[0]
+    dataset = _stack_parts(run.config)[name][0]
     data = datasets[dataset]
     generator = torch.Generator().manual_seed(derive_seed(run.config.seed, "study", name))
     studies = study_stack(stack, data, study_config(dataset, run.config), generator)

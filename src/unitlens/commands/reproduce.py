@@ -7,6 +7,7 @@ from pathlib import Path
 
 from unitlens.commands import add_output_options
 from unitlens.config import PRESETS, apply_overrides, preset
+from unitlens.errors import UnitlensError
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -14,15 +15,26 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "reproduce",
         help="run the paper's whole pipeline and write a run folder with figures and a report",
         description="Train a DBN and an SDAE on MNIST and on natural-image patches, visualize layers 1 to 3 "
-        "with every method, measure the paper's claims, and write figures and an HTML report. Running the "
-        "same command again resumes an interrupted run.",
+        "with every method, measure the paper's claims, and write figures and an HTML report. With --data "
+        "FILE the run trains and studies both on your own data set instead (no claims: they are the "
+        "paper's, on its data). Running the same command again resumes an interrupted run.",
     )
     p.add_argument(
         "--preset", choices=PRESETS, default="quick", help="quick (embedded data, minutes) or paper"
     )
     p.add_argument("--data-dir", help="MNIST folder of IDX files or an .npz (default: the embedded digits)")
     p.add_argument("--photos", help="a folder of your own photographs for the patches")
-    p.add_argument("--out", default=None, help="run folder (default runs/PRESET-seedN)")
+    p.add_argument(
+        "--data",
+        help="your own data set instead of MNIST and the patches: an .npz, .npy or IDX file or a folder of "
+        "images (settings: --set data.hidden=..., data.examples_per_layer=..., data.units=...)",
+    )
+    p.add_argument("--name", help="your data set's name in file names (default: the file's stem)")
+    p.add_argument("--image-size", help="your folder's images resized to H,W")
+    p.add_argument(
+        "--channels", type=int, choices=(1, 3), help="your folder's images as grey (1) or colour (3)"
+    )
+    p.add_argument("--out", default=None, help="run folder (default runs/PRESET-seedN, or runs/NAME-seedN)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--set",
@@ -44,9 +56,20 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"mnist.data_dir={args.data_dir}")
     if args.photos:
         overrides.append(f"patches.photos={args.photos}")
+    if args.data:
+        from unitlens.commands.train import data_name, image_size
+
+        path = Path(args.data).expanduser()
+        if not path.exists():
+            raise UnitlensError(f"--data {args.data}: no such file or folder")
+        overrides += [f"data.path={path.resolve()}", f"data.name={args.name or data_name(path)}"]
+        height, width = image_size(args.image_size)
+        overrides += [f"data.image_height={height}", f"data.image_width={width}"]
+        overrides.append(f"data.channels={args.channels or 0}")
     config = apply_overrides(preset(args.preset), overrides)
     # reproduce() checks the folder (unitlens.outdir.prepare_output) and holds its lock for the whole run.
-    out = args.out if args.out is not None else Path("runs") / f"{config.preset}-seed{config.seed}"
+    label = config.data.name if config.data.path else config.preset
+    out = args.out if args.out is not None else Path("runs") / f"{label}-seed{config.seed}"
     report = reproduce(config, out, quiet=args.quiet, verbose=args.verbose)
     print(f"report: {report}")
     return 0

@@ -65,6 +65,26 @@ def run(args: argparse.Namespace) -> int:
         return _run(args, out)
 
 
+def data_name(path: Path) -> str:
+    """A data set's default name in file names: its file's stem as letters, digits and _ (MNIST-style IDX
+    names lose their ``-images-idx3-ubyte``)."""
+    stem = re.sub(r"([-.]images)?[-.]idx\d[-.]ubyte.*$", "", path.name).split(".")[0]
+    return re.sub(r"[^A-Za-z0-9_]+", "_", stem).strip("_") or "data"
+
+
+def image_size(text: str | None) -> tuple[int, int]:
+    """``--image-size H,W`` -> (H, W); (0, 0) when not given."""
+    if not text:
+        return 0, 0
+    try:
+        height, width = (int(v) for v in text.split(","))
+    except ValueError as error:
+        raise UnitlensError(f"--image-size takes H,W, e.g. 32,32; got {text!r}") from error
+    if min(height, width) < 1:
+        raise UnitlensError(f"--image-size must be positive, got {text!r}")
+    return height, width
+
+
 def _file_recipe(args: argparse.Namespace) -> tuple[str, DataRecipe]:
     """The user's data set: its name in file names and its recipe, every flag checked first."""
     from unitlens.catalogue import DATASETS
@@ -75,21 +95,12 @@ def _file_recipe(args: argparse.Namespace) -> tuple[str, DataRecipe]:
             f"--data {args.data}: no such file or folder (expected mnist, patches, an .npz, .npy or IDX "
             "file, or a folder of images)"
         )
-    # The file's stem (MNIST-style IDX names lose their "-images-idx3-ubyte"), as letters, digits and _.
-    stem = re.sub(r"([-.]images)?[-.]idx\d[-.]ubyte.*$", "", path.name).split(".")[0]
-    name = args.name or re.sub(r"[^A-Za-z0-9_]+", "_", stem).strip("_") or "data"
+    name = args.name or data_name(path)
     if not _SLUG.match(name) or name in DATASETS:
         raise UnitlensError(
             f"--name must be letters, digits or _ and not one of {DATASETS} (it names files), got {name!r}"
         )
-    height = width = 0
-    if args.image_size:
-        try:
-            height, width = (int(v) for v in args.image_size.split(","))
-        except ValueError as error:
-            raise UnitlensError(f"--image-size takes H,W, e.g. 32,32; got {args.image_size!r}") from error
-        if min(height, width) < 1:
-            raise UnitlensError(f"--image-size must be positive, got {args.image_size!r}")
+    height, width = image_size(args.image_size)
     recipe = DataRecipe(
         "file",
         path=str(path.resolve()),
@@ -104,7 +115,7 @@ def _file_recipe(args: argparse.Namespace) -> tuple[str, DataRecipe]:
 def _run_file(args: argparse.Namespace) -> int:
     """Train on the user's own data set (``unitlens.data.files``)."""
     from unitlens.catalogue import derive_seed
-    from unitlens.config import StackSettings
+    from unitlens.config import UserDataSettings
     from unitlens.data.recipe import load_data
     from unitlens.data.stream import ShuffledBatches
     from unitlens.recipes import build_stack, training_config
@@ -113,29 +124,20 @@ def _run_file(args: argparse.Namespace) -> int:
     name, recipe = _file_recipe(args)
     data = load_data(recipe)  # every error about the data comes before the output folder is touched
     log.info("data: %s", data.source)
-    # Model settings follow the values: the generic defaults (no sparsity penalty, no weight decay: those
-    # were tuned on the digits for pictures, and bias a fit) for binary or [0, 1] data, the patches' blocks
-    # (tuned for standardised inputs and Gaussian visible units) for real values.
-    generic = StackSettings()
-    blocks = generic if data.kind == "binary" else preset("quick").patches
     try:
-        hidden = tuple(int(h) for h in args.hidden.split(",")) if args.hidden else generic.hidden
+        hidden = tuple(int(h) for h in args.hidden.split(",")) if args.hidden else None
     except ValueError as error:
         raise UnitlensError(
             f"--hidden takes sizes separated by commas, e.g. 500,500; got {args.hidden!r}"
         ) from error
-    if not hidden or min(hidden) < 1:
-        raise UnitlensError(f"--hidden sizes must be positive, got {args.hidden!r}")
-    examples = args.examples or generic.examples_per_layer
-    batch = min(generic.batch_size, data.x_train.shape[0])  # a small data set: batches of all of it
-    settings = StackSettings(
-        hidden=hidden,
-        examples_per_layer=examples,
-        first_layer_examples=examples,
-        batch_size=batch,
-        dbn=blocks.dbn,
-        sdae=blocks.sdae,
+    defaults = UserDataSettings()
+    user = UserDataSettings(
+        name=name,
+        hidden=hidden or defaults.hidden,
+        examples_per_layer=args.examples or defaults.examples_per_layer,
     )
+    # The model blocks follow the values (UserDataSettings.stack_settings), as in reproduce --data.
+    settings = user.stack_settings(data.kind, int(data.x_train.shape[0]))
     stack_name = f"{name}-{args.model}"
     out = prepare_output(args.out)
     with hold_lock(out, name=f".{stack_name}.lock"):
