@@ -59,7 +59,16 @@ def run_stage(
 def test_finetune_json_holds_the_sweep_and_the_judged_rate_on_top(tmp_path: Path) -> None:
     # The judged rate (0.005) is not in the sweep: it is measured all the same, in descending order.
     config, result, _, _ = run_stage(tmp_path, ["finetune.sweep_hidden_rates=0.02,0.2"])
-    assert set(result) == {"hidden_learning_rate", "learning_rate", "errors", "am_cosine", "sweep", "weights"}
+    assert set(result) == {
+        "dataset",
+        "hidden_learning_rate",
+        "learning_rate",
+        "errors",
+        "am_cosine",
+        "sweep",
+        "weights",
+    }
+    assert result["dataset"] == "mnist"
     assert result["hidden_learning_rate"] == 0.005 and result["learning_rate"] == 0.2
     rates = [row["hidden_learning_rate"] for row in result["sweep"]]
     assert rates == [0.2, 0.02, 0.005] == finetune_rates(config)

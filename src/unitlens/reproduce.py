@@ -203,11 +203,22 @@ class Run:
             log.info("stage %s: done in %.1f s", name, seconds)
 
 
-def stage_names(config: ReproduceConfig) -> list[str]:
-    """The stages a run goes through, in order: train and study per stack, then finetune when enabled."""
+def stage_names(config: ReproduceConfig, datasets: dict[str, Dataset] | None = None) -> list[str]:
+    """The stages a run goes through, in order: train and study per stack, then finetune when enabled:
+    on MNIST, or on the user's data set when ``datasets`` shows it labelled (train and held-out labels)."""
     names = [f"{kind} {stack}" for stack in stack_names(config) for kind in ("train", "study")]
-    # Fine-tuning is on the digits (claim 7): a run on the user's data set has none.
-    return names + (["finetune"] if config.finetune.enabled and not config.data.path else [])
+    return names + (["finetune"] if _finetune_data(config, datasets) is not None else [])
+
+
+def _finetune_data(config: ReproduceConfig, datasets: dict[str, Dataset] | None) -> str | None:
+    """The data set the finetune stage uses (``mnist``, or the user's when labelled), or None: no stage."""
+    if not config.finetune.enabled:
+        return None
+    if not config.data.path:
+        return "mnist"
+    data = (datasets or {}).get(config.data.name)
+    labelled = data is not None and data.y_train is not None and data.y_test is not None
+    return config.data.name if labelled else None
 
 
 def _log_file(folder: Path) -> logging.Handler:
@@ -250,7 +261,7 @@ def _reproduce(run: Run, datasets: dict[str, Dataset], quiet: bool) -> Path:
     config, folder = run.config, run.folder
     start = time.perf_counter()
     stacks: dict[str, LayerStack] = {}
-    with progress.current().stages(stage_names(config)):
+    with progress.current().stages(stage_names(config, datasets)):
         for name in stack_names(config):
             stacks[name] = _train(run, name, datasets[_stack_parts(config)[name][0]], quiet)
             run.stage(
@@ -258,10 +269,11 @@ def _reproduce(run: Run, datasets: dict[str, Dataset], quiet: bool) -> Path:
                 functools.partial(_study, run, name, stacks[name], datasets),
                 functools.partial(_study_outputs, run, name),
             )
-        if "finetune" in stage_names(config):
+        tuned_on = _finetune_data(config, datasets)
+        if tuned_on is not None:
             run.stage(
                 "finetune",
-                lambda: _finetune_stage(run, stacks, datasets["mnist"]),
+                lambda: _finetune_stage(run, stacks, datasets[tuned_on], tuned_on),
                 lambda: _finetune_outputs(run),
             )
     for ds in datasets_of(config):
@@ -436,6 +448,12 @@ def finetune_rates(config: ReproduceConfig) -> list[float]:
     return sorted({*ft.sweep_hidden_rates, ft.hidden_learning_rate}, reverse=True)
 
 
+def n_classes(data: Dataset) -> int:
+    """The classes of ``data``'s labels (at least 2): one more than the largest label."""
+    assert data.y_train is not None and data.y_test is not None
+    return max(2, int(max(int(data.y_train.max()), int(data.y_test.max()))) + 1)
+
+
 def finetune_stack(
     stack: LayerStack, data: Dataset, config: ReproduceConfig, hidden_learning_rate: float
 ) -> tuple[StackClassifier, float]:
@@ -444,7 +462,8 @@ def finetune_stack(
     The seeds depend on the run's seed only, not on the rate, so every rate starts from the same output
     layer and sees the same batches.
     """
-    clf = StackClassifier.from_stack(stack, 10, generator=torch.Generator().manual_seed(_output_seed(config)))
+    generator = torch.Generator().manual_seed(_output_seed(config))
+    clf = StackClassifier.from_stack(stack, n_classes(data), generator=generator)
     return clf, _fit(clf, data, finetune_config(config.finetune, hidden_learning_rate), config)
 
 
@@ -482,21 +501,23 @@ def _finetune_am(
     )
 
 
-def _finetune_stage(run: Run, stacks: dict[str, LayerStack], data: Dataset) -> None:
-    """Fine-tune both MNIST stacks at each hidden-layer rate; errors, AM cosines, the judged rate's weights.
+def _finetune_stage(run: Run, stacks: dict[str, LayerStack], data: Dataset, dataset: str = "mnist") -> None:
+    """Fine-tune both stacks of ``dataset`` (MNIST, or the user's labelled data set) at each hidden-layer
+    rate; errors, AM cosines, the judged rate's weights.
 
     The AM images before fine-tuning are computed once per stack and layer; each rate's fine-tuned copy is
     compared with them at the same AM step size. Writes ``results/finetune.json`` (the judged rate's numbers
     at the top, every rate's in ``sweep``, highest first) and the judged rate's fine-tuned stacks as
-    ``checkpoints/finetuned-mnist-{model}``.
+    ``checkpoints/finetuned-{dataset}-{model}``.
     """
     config = run.config
     ft = config.finetune
-    units = torch.arange(min(config.mnist.units, min(config.mnist.hidden)))
+    settings = config.data if is_user_data(dataset, config) else config.mnist
+    units = torch.arange(min(settings.units, min(settings.hidden)))
     before = {
         model: {
-            layer: _finetune_am(stacks[f"mnist-{model}"], layer, units, data, config)
-            for layer in range(2, stacks[f"mnist-{model}"].n_layers + 1)
+            layer: _finetune_am(stacks[f"{dataset}-{model}"], layer, units, data, config)
+            for layer in range(2, stacks[f"{dataset}-{model}"].n_layers + 1)
         }
         for model in MODELS
     }
@@ -506,7 +527,7 @@ def _finetune_stage(run: Run, stacks: dict[str, LayerStack], data: Dataset) -> N
         errors: dict[str, float] = {}
         cosines: dict[str, float] = {}
         for model in MODELS:
-            stack = stacks[f"mnist-{model}"]
+            stack = stacks[f"{dataset}-{model}"]
             clf, errors[model] = finetune_stack(stack, data, config, rate)
             tuned = finetuned_copy(stack, clf)
             for layer, first in before[model].items():
@@ -523,22 +544,27 @@ def _finetune_stage(run: Run, stacks: dict[str, LayerStack], data: Dataset) -> N
         )
         sweep.append({"hidden_learning_rate": rate, "errors": errors, "am_cosine": cosines})
     rand = StackClassifier.random(
-        stacks["mnist-dbn"].layer_sizes, 10, generator=torch.Generator().manual_seed(_output_seed(config))
+        stacks[f"{dataset}-dbn"].layer_sizes,
+        n_classes(data),
+        generator=torch.Generator().manual_seed(_output_seed(config)),
     )
     # The random baseline has no features to keep: every layer learns at the output layer's rate.
     random_error = _fit(rand, data, finetune_config(ft, None), config)
     weights: dict[str, str] = {}
     for model, (tuned, error) in judged.items():
         meta = {
-            "finetuned_from": f"mnist-{model}",
+            "finetuned_from": f"{dataset}-{model}",
             "finetune": dataclasses.asdict(finetune_config(ft, ft.hidden_learning_rate)),
             "test_error": error,
             "seed": config.seed,
         }
-        json_path = save_checkpoint(run.folder / "checkpoints" / f"finetuned-mnist-{model}", tuned, meta=meta)
+        json_path = save_checkpoint(
+            run.folder / "checkpoints" / f"finetuned-{dataset}-{model}", tuned, meta=meta
+        )
         weights[model] = f"checkpoints/{paths_for(json_path)[0].name}"
     top = next(row for row in sweep if row["hidden_learning_rate"] == ft.hidden_learning_rate)
     result = {
+        "dataset": dataset,
         "hidden_learning_rate": ft.hidden_learning_rate,
         "learning_rate": ft.learning_rate,
         "errors": {**top["errors"], "random": random_error},

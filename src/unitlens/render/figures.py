@@ -1356,7 +1356,9 @@ def write_figures(
         finetune = read_finetune(finetune_path)
         if finetune.get("sweep"):
             try:
-                sweep = plots.finetune_sweep_plot(finetune, title="MNIST fine-tuning (claim 7)")
+                tuned_on = finetune.get("dataset", "mnist")  # older runs: the digits
+                title = "MNIST fine-tuning (claim 7)" if tuned_on == "mnist" else f"{tuned_on}: fine-tuning"
+                sweep = plots.finetune_sweep_plot(finetune, title=title)
             except UnitlensError as exc:
                 raise UnitlensError(f"{finetune_path}: {exc}") from exc
             save_bytes(
