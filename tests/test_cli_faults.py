@@ -227,7 +227,7 @@ def test_a_second_command_on_a_locked_folder_is_refused(
 def test_train_locks_its_stack_not_the_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     holder = start_holder(tmp_path, ".mnist-dbn.lock")
     try:
-        args = ["train", "--model", "dbn", "--hidden", "4", "--examples", "10", "--out", str(tmp_path)]
+        args = ["train", "--model", "dbn", "--hidden", "4", "--examples", "1000", "--out", str(tmp_path)]
         assert main(args) == 2
         one_line_error(capsys, f"pid {holder.pid}", str(tmp_path / ".mnist-dbn.lock"))
     finally:

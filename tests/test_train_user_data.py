@@ -157,7 +157,7 @@ def test_bad_data_is_one_line_and_writes_nothing(tmp_path: Path, capsys: pytest.
     assert "field 'x_train' holds NaN or inf (first in row 3)" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
     assert main(["train", "--model", "dbn", "--data", str(bad), "--name", "mnist", "--out", str(out)]) == 2
-    assert "--name must be" in capsys.readouterr().err
+    assert "data.name must be" in capsys.readouterr().err
 
 
 def _anonymous_memory() -> int | None:

@@ -11,13 +11,11 @@ from pathlib import Path
 import torch
 
 from unitlens.commands import add_output_options
-from unitlens.config import apply_overrides, preset
-from unitlens.data.dataset import DataRecipe
+from unitlens.config import ReproduceConfig, apply_overrides, preset
 from unitlens.errors import UnitlensError
 from unitlens.outdir import hold_lock, prepare_output
 
 log = logging.getLogger("unitlens")
-_SLUG = re.compile(r"^[A-Za-z0-9_]+$")
 BUILT_IN = ("mnist", "patches")
 
 
@@ -55,14 +53,72 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run(args: argparse.Namespace) -> int:
-    from unitlens.catalogue import stack_name
+    from unitlens.catalogue import derive_seed, stack_name
+    from unitlens.data.recipe import load_data
+    from unitlens.recipes import batch_source, build_stack, data_recipe, stack_settings, training_config
+    from unitlens.runs import pretrain
 
-    if args.data not in BUILT_IN:
-        return _run_file(args)
+    config, dataset = _config(args)
+    data = load_data(data_recipe(dataset, config))  # every error about the data before the folder is touched
+    if config.data.path:
+        log.info("data: %s", data.source)  # says the visible units the values call for
+        name = f"{dataset}-{args.model}"
+    else:
+        name = stack_name(dataset, args.model)
     out = prepare_output(args.out)
     # One lock per stack: trainings of different stacks may share a folder, two of the same one may not.
-    with hold_lock(out, name=f".{stack_name(args.data, args.model)}.lock"):
-        return _run(args, out)
+    with hold_lock(out, name=f".{name}.lock"):
+        settings = stack_settings(dataset, config, data)
+        seed = derive_seed(args.seed, "train", name)
+        stack = build_stack(args.model, data, settings, torch.Generator().manual_seed(seed))
+        source = batch_source(dataset, data, config, derive_seed(args.seed, "batches", name))
+        _, history = pretrain(
+            stack,
+            source,
+            data,
+            training_config(args.model, settings),
+            seed=seed,
+            folder=out,
+            name=name,
+            quiet=args.quiet,
+        )
+    last = {int(r["layer"]): r["heldout_reconstruction"] for r in history}
+    for layer, err in sorted(last.items()):
+        print(f"layer {layer}: held-out reconstruction error {err:.4g}")
+    print(f"checkpoint: {out / name}.safetensors")
+    return 0
+
+
+def _config(args: argparse.Namespace) -> tuple[ReproduceConfig, str]:
+    """The settings this training uses (the quick preset's, with the flags) and the data set's name: mnist,
+    patches, or the user's (``data.*``: ``unitlens.config.UserDataSettings``)."""
+    overrides = [f"seed={args.seed}", f"patches.size={args.patch_size}"]
+    if args.data in BUILT_IN:
+        section = args.data
+        if args.data_dir:
+            overrides.append(f"mnist.data_dir={args.data_dir}")
+        if args.photos:
+            overrides.append(f"patches.photos={args.photos}")
+    else:
+        path = Path(args.data).expanduser()
+        if not path.exists():
+            raise UnitlensError(
+                f"--data {args.data}: no such file or folder (expected mnist, patches, an .npz, .npy or IDX "
+                "file, or a folder of images)"
+            )
+        section = "data"
+        height, width = image_size(args.image_size)
+        overrides += [f"data.path={path.resolve()}", f"data.name={args.name or data_name(path)}"]
+        overrides += [f"data.image_height={height}", f"data.image_width={width}"]
+        overrides.append(f"data.channels={args.channels or 0}")
+    if args.hidden:
+        overrides.append(f"{section}.hidden={args.hidden}")
+    if args.examples:
+        overrides.append(f"{section}.examples_per_layer={args.examples}")
+        if section != "data":
+            overrides.append(f"{section}.first_layer_examples={args.examples}")
+    config = apply_overrides(preset("quick"), overrides)
+    return config, (config.data.name if section == "data" else args.data)
 
 
 def data_name(path: Path) -> str:
@@ -83,123 +139,3 @@ def image_size(text: str | None) -> tuple[int, int]:
     if min(height, width) < 1:
         raise UnitlensError(f"--image-size must be positive, got {text!r}")
     return height, width
-
-
-def _file_recipe(args: argparse.Namespace) -> tuple[str, DataRecipe]:
-    """The user's data set: its name in file names and its recipe, every flag checked first."""
-    from unitlens.catalogue import DATASETS
-
-    path = Path(args.data).expanduser()
-    if not path.exists():
-        raise UnitlensError(
-            f"--data {args.data}: no such file or folder (expected mnist, patches, an .npz, .npy or IDX "
-            "file, or a folder of images)"
-        )
-    name = args.name or data_name(path)
-    if not _SLUG.match(name) or name in DATASETS:
-        raise UnitlensError(
-            f"--name must be letters, digits or _ and not one of {DATASETS} (it names files), got {name!r}"
-        )
-    height, width = image_size(args.image_size)
-    recipe = DataRecipe(
-        "file",
-        path=str(path.resolve()),
-        seed=args.seed,
-        image_height=height,
-        image_width=width,
-        channels=args.channels or 0,
-    )
-    return name, recipe
-
-
-def _run_file(args: argparse.Namespace) -> int:
-    """Train on the user's own data set (``unitlens.data.files``)."""
-    from unitlens.catalogue import derive_seed
-    from unitlens.config import UserDataSettings
-    from unitlens.data.recipe import load_data
-    from unitlens.data.stream import ShuffledBatches
-    from unitlens.recipes import build_stack, training_config
-    from unitlens.runs import pretrain
-
-    name, recipe = _file_recipe(args)
-    data = load_data(recipe)  # every error about the data comes before the output folder is touched
-    log.info("data: %s", data.source)
-    try:
-        hidden = tuple(int(h) for h in args.hidden.split(",")) if args.hidden else None
-    except ValueError as error:
-        raise UnitlensError(
-            f"--hidden takes sizes separated by commas, e.g. 500,500; got {args.hidden!r}"
-        ) from error
-    defaults = UserDataSettings()
-    user = UserDataSettings(
-        name=name,
-        hidden=hidden or defaults.hidden,
-        examples_per_layer=args.examples or defaults.examples_per_layer,
-    )
-    # The model blocks follow the values (UserDataSettings.stack_settings), as in reproduce --data.
-    settings = user.stack_settings(data.kind, int(data.x_train.shape[0]))
-    stack_name = f"{name}-{args.model}"
-    out = prepare_output(args.out)
-    with hold_lock(out, name=f".{stack_name}.lock"):
-        seed = derive_seed(args.seed, "train", stack_name)
-        stack = build_stack(args.model, data, settings, torch.Generator().manual_seed(seed))
-        generator = torch.Generator().manual_seed(derive_seed(args.seed, "batches", stack_name))
-        source = ShuffledBatches(data.x_train, data.y_train, settings.batch_size, generator)
-        _, history = pretrain(
-            stack,
-            source,
-            data,
-            training_config(args.model, settings),
-            seed=seed,
-            folder=out,
-            name=stack_name,
-            quiet=args.quiet,
-        )
-    _report(history)
-    print(f"checkpoint: {out / stack_name}.safetensors")
-    return 0
-
-
-def _report(history: list[dict[str, float]]) -> None:
-    last = {int(r["layer"]): r["heldout_reconstruction"] for r in history}
-    for layer, err in sorted(last.items()):
-        print(f"layer {layer}: held-out reconstruction error {err:.4g}")
-
-
-def _run(args: argparse.Namespace, out: Path) -> int:
-    from unitlens.catalogue import derive_seed, stack_name
-    from unitlens.data.recipe import load_data
-    from unitlens.recipes import batch_source, build_stack, data_recipe, stack_settings, training_config
-    from unitlens.runs import pretrain
-
-    overrides = [f"seed={args.seed}", f"patches.size={args.patch_size}"]
-    section = "mnist" if args.data == "mnist" else "patches"
-    if args.hidden:
-        overrides.append(f"{section}.hidden={args.hidden}")
-    if args.examples:
-        overrides.append(f"{section}.examples_per_layer={args.examples}")
-        overrides.append(f"{section}.first_layer_examples={args.examples}")
-    if args.data_dir:
-        overrides.append(f"mnist.data_dir={args.data_dir}")
-    if args.photos:
-        overrides.append(f"patches.photos={args.photos}")
-    config = apply_overrides(preset("quick"), overrides)
-    data = load_data(data_recipe(args.data, config))
-    settings = stack_settings(args.data, config)
-    name = stack_name(args.data, args.model)
-    seed = derive_seed(args.seed, "train", name)
-    stack = build_stack(args.model, data, settings, torch.Generator().manual_seed(seed))
-    source = batch_source(args.data, data, config, derive_seed(args.seed, "batches", name))
-    _, history = pretrain(
-        stack,
-        source,
-        data,
-        training_config(args.model, settings),
-        seed=seed,
-        folder=out,
-        name=name,
-        quiet=args.quiet,
-    )
-    _report(history)
-    print(f"checkpoint: {out / name}.safetensors")
-    return 0
