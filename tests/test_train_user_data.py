@@ -56,9 +56,14 @@ def test_fashion_shaped_idx_files_train_a_dbn_that_visualize_opens(
     results = StackResults.load(vis / "results" / "fashion-dbn.npz")
     assert results.image_shape == (28, 28)
     # the exemplars are rows of the training data, scaled to [0, 1]
-    exemplar = results.layer(1).exemplars[0, 0]
+    layer = results.layer(1)
     flat = images.reshape(300, -1) / 255.0
-    assert np.abs(flat - exemplar).max(axis=1).min() < 1e-6
+    assert layer.exemplar_labels is not None and layer.exemplar_labels.shape == layer.exemplars.shape[:2]
+    for unit in range(layer.n_units):
+        for k in range(2):
+            row = int(np.abs(flat - layer.exemplars[unit, k]).max(axis=1).argmin())
+            assert np.abs(flat[row] - layer.exemplars[unit, k]).max() < 1e-6  # a row of the training data
+            assert layer.exemplar_labels[unit, k] == row % 10  # with its own label
     assert "fashion — DBN" in (vis / "report" / "index.html").read_text(encoding="utf-8")
 
 
@@ -77,6 +82,7 @@ def test_a_folder_of_small_colour_images_trains_an_sdae_drawn_in_colour(tmp_path
     assert main(["visualize", str(out / "photos-sdae"), "--out", str(vis), *TINY_VIS]) == 0
     results = StackResults.load(vis / "results" / "photos-sdae.npz")
     assert results.image_shape == (3, 8, 8) and results.channels == 3
+    assert results.layer(1).exemplar_labels is None  # unlabelled: no classes
 
 
 def test_real_valued_vectors_get_gaussian_units_standardised_and_are_drawn_as_bars(

@@ -34,6 +34,7 @@ selectivity_margin (opt.)      (Us,)               per row: diagonal minus the l
 exemplar_selectivity (opt.)    (Us, Us)            the same with each unit's top exemplar as its pattern
 control_selectivity (opt.)     (Us, Us)            the same for the shuffled-weights control (j >= 2)
 flat, dead (opt.)              (U,)                1: AM image is not a feature (dead or plateau); dead
+exemplar_labels (opt.)         (U, N)              the exemplars' class labels, for labelled data
 restart_mean_cosine            (U,)                mean pairwise cosine of the restarts
 energy_concentration           (U,)                fraction of x*'s energy in its 10 largest pixels
 lc_vs_am (opt.)                (U,)                Pearson correlation with the AM image (NaN: undefined)
@@ -152,6 +153,7 @@ class LayerResults:
     )
     flat: np.ndarray | None = field(default=None, metadata=_spec("U", "flag"))
     dead: np.ndarray | None = field(default=None, metadata=_spec("U", "flag"))
+    exemplar_labels: np.ndarray | None = field(default=None, metadata=_spec("U N", "int"))
 
     @property
     def n_units(self) -> int:

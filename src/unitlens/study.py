@@ -203,6 +203,9 @@ class LayerStudy:
             am_stationarity=_numpy(am.stationarity),
             am_start_gradient_norm=_numpy(am.start_gradient_norm),
             selectivity_margin=_numpy(self.selectivity.margin),
+            exemplar_labels=None
+            if data.y_train is None
+            else _numpy(data.y_train[self.exemplars.indices.to(data.y_train.device)]),
             **{k: _numpy(v) for k, v in optional.items() if v is not None},
         )
 

@@ -90,7 +90,7 @@ FLOAT_KEYS = (
     "lc_vs_am",
     "samples_vs_am",
 )
-INT_KEYS = ("units", "am_best", "am_steps", "am_converged", "flat", "dead")
+INT_KEYS = ("units", "am_best", "am_steps", "am_converged", "flat", "dead", "exemplar_labels")
 
 # verdict -> (CSS class, mark, words): the mark and the words tell the states apart without colour.
 _VERDICTS = {

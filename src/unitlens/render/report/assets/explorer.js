@@ -351,10 +351,14 @@
     if (arrays.exemplars) {
       const N = layer.images.exemplars.per_unit;
       const exActs = num.exemplar_activations ? num.exemplar_activations[u] : [];
+      // Labelled data: each exemplar's class beside its activation.
+      const exLabels = num.exemplar_labels ? num.exemplar_labels[u] : null;
       const eTiles = [];
       for (let k = 0; k < N; k++) {
-        eTiles.push(imageFigure(arrays.exemplars, at("exemplars", k), shape, small, fmtAct(exActs[k], 4),
-          name + ": exemplar " + (k + 1) + ", activation " + fmtAct(exActs[k], 4)));
+        const cls = exLabels ? "class " + exLabels[k] + " · " : "";
+        eTiles.push(imageFigure(arrays.exemplars, at("exemplars", k), shape, small, cls + fmtAct(exActs[k], 4),
+          name + ": exemplar " + (k + 1) + (exLabels ? ", class " + exLabels[k] : "") + ", activation " +
+          fmtAct(exActs[k], 4)));
       }
       ex.appendChild(row(eTiles, "wrap"));
     } else {
