@@ -193,6 +193,7 @@ class UserDataSettings:
     image_height: int = 0  # a folder's images resized to this size (0: their own)
     image_width: int = 0
     channels: int = 0  # a folder read as 1 (grey) or 3 (colour) channels (0: colour if any image is)
+    image_fit: str = "resize"  # how a folder's images reach image_height x image_width: resize or crop
     hidden: tuple[int, ...] = (500, 500, 500)
     examples_per_layer: int = 200_000
     batch_size: int = 100  # at most the training rows (a smaller set is one batch)
@@ -208,6 +209,8 @@ class UserDataSettings:
             raise UnitlensError("data: hidden sizes, examples_per_layer and units must be positive")
         if self.batch_size < 1 or min(self.image_height, self.image_width, self.channels) < 0:
             raise UnitlensError("data: batch_size must be positive; image sizes and channels >= 0")
+        if self.image_fit not in ("resize", "crop"):
+            raise UnitlensError(f"data.image_fit must be resize or crop, got {self.image_fit!r}")
         if self.channels not in (0, 1, 3) or (self.image_height > 0) != (self.image_width > 0):
             raise UnitlensError(
                 "data: channels must be 0, 1 or 3, and image_height and image_width set together"

@@ -71,6 +71,7 @@ def data_recipe(dataset: str, config: ReproduceConfig) -> DataRecipe:
             image_height=d.image_height,
             image_width=d.image_width,
             channels=d.channels,
+            image_fit=d.image_fit,
         )
     stack_settings(dataset, config)  # refuses an unknown name
     if dataset == "mnist":

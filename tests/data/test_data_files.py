@@ -187,3 +187,18 @@ def test_uint8_zeros_and_ones_stay_binary_while_uint8_pixels_are_scaled(tmp_path
     np.savez(tmp_path / "ink.npz", x_train=pixels)
     ink = load_data_file(tmp_path / "ink.npz")
     assert ink.kind == "binary" and float(ink.x_train.max()) == 1.0
+
+
+def test_image_folder_cropped_about_the_centre_or_refused_when_too_small(tmp_path: Path) -> None:
+    r = _rng(8)
+    big = r.integers(0, 256, (10, 12), dtype=np.uint8)  # H x W
+    _save_image(tmp_path / "a.png", big)
+    _save_image(tmp_path / "b.png", r.integers(0, 256, (9, 9), dtype=np.uint8))
+    data = load_data_file(tmp_path, image_size=(6, 8), image_fit="crop", test_fraction=0.5, seed=0)
+    rows = np.concatenate([data.x_train, data.x_test])[:, 0]
+    expected = big[2:8, 2:10] / 255.0  # the central 6 x 8 pixels
+    assert any(np.allclose(r_, expected, atol=1e-6) for r_ in rows)
+    with pytest.raises(UnitlensError, match=r"b.png: 9 x 9 pixels \(W x H\) is smaller than the 10 x 6 crop"):
+        load_data_file(tmp_path, image_size=(6, 10), image_fit="crop")
+    with pytest.raises(UnitlensError, match="image_fit must be one of"):
+        load_data_file(tmp_path, image_size=(6, 8), image_fit="stretch")

@@ -32,6 +32,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--name", help="your data set's name in file names (default: the file's stem)")
     p.add_argument("--image-size", help="your folder's images resized to H,W")
     p.add_argument(
+        "--image-fit",
+        choices=("resize", "crop"),
+        default="resize",
+        help="--image-size by resizing or cropping",
+    )
+    p.add_argument(
         "--channels", type=int, choices=(1, 3), help="your folder's images as grey (1) or colour (3)"
     )
     p.add_argument("--out", default=None, help="run folder (default runs/PRESET-seedN, or runs/NAME-seedN)")
@@ -66,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         height, width = image_size(args.image_size)
         overrides += [f"data.image_height={height}", f"data.image_width={width}"]
         overrides.append(f"data.channels={args.channels or 0}")
+        overrides.append(f"data.image_fit={args.image_fit}")
     config = apply_overrides(preset(args.preset), overrides)
     # reproduce() checks the folder (unitlens.outdir.prepare_output) and holds its lock for the whole run.
     label = config.data.name if config.data.path else config.preset

@@ -38,6 +38,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("--image-size", help="your folder's images resized to H,W (default: their own size)")
     p.add_argument(
+        "--image-fit",
+        choices=("resize", "crop"),
+        default="resize",
+        help="--image-size by resizing or cropping",
+    )
+    p.add_argument(
         "--channels", type=int, choices=(1, 3), help="your folder's images as grey (1) or colour (3)"
     )
     p.add_argument("--name", help="your data set's name in file names (default: the file's stem)")
@@ -111,6 +117,7 @@ def _config(args: argparse.Namespace) -> tuple[ReproduceConfig, str]:
         overrides += [f"data.path={path.resolve()}", f"data.name={args.name or data_name(path)}"]
         overrides += [f"data.image_height={height}", f"data.image_width={width}"]
         overrides.append(f"data.channels={args.channels or 0}")
+        overrides.append(f"data.image_fit={args.image_fit}")
     if args.hidden:
         overrides.append(f"{section}.hidden={args.hidden}")
     if args.examples:

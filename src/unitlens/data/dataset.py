@@ -29,7 +29,7 @@ def dataset_norm(x: Tensor) -> float:
 LOADERS = ("mnist", "patches", "file")
 
 
-_FILE_FIELDS = ("image_height", "image_width", "channels", "test_fraction")
+_FILE_FIELDS = ("image_height", "image_width", "channels", "test_fraction", "image_fit")
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,8 @@ class DataRecipe:
             file's held-out rows; the rest unused for ``mnist`` and ``file``).
         standardised: the inputs are standardised per pixel with the training set's mean and scale (patches,
             real-valued user data); the checkpoint keeps those as ``data.pixel_mean`` / ``data.pixel_scale``.
-        image_height, image_width: a user's image folder resized to this size (0: the images' own size).
+        image_height, image_width: a user's image folder brought to this size (0: the images' own size),
+            by ``image_fit``: ``resize`` or ``crop`` (about the centre).
         channels: a user's image folder read as 1 (grey) or 3 (colour) channels (0: colour if any image is).
         test_fraction: the held-out share of a user's data that bring no test split.
     """
@@ -66,6 +67,7 @@ class DataRecipe:
     image_width: int = 0
     channels: int = 0
     test_fraction: float = 0.1
+    image_fit: str = "resize"
 
     def __post_init__(self) -> None:
         if self.loader not in LOADERS:
@@ -78,7 +80,7 @@ class DataRecipe:
             return {k: values[k] for k in ("loader", "path", "standardised")}
         if self.loader == "file":
             keys = ("loader", "path", "seed", "standardised", "image_height", "image_width", "channels")
-            return {k: values[k] for k in (*keys, "test_fraction")}
+            return {k: values[k] for k in (*keys, "test_fraction", "image_fit")}
         return {k: v for k, v in values.items() if k not in _FILE_FIELDS}
 
     @classmethod
@@ -100,6 +102,7 @@ class DataRecipe:
             "image_width": int,
             "channels": int,
             "test_fraction": float,
+            "image_fit": str,
         }
         unknown = sorted(set(values) - set(types))
         if unknown:

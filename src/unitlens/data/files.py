@@ -9,8 +9,9 @@
   :data:`BLOCK_BYTES` bytes);
 - an IDX file (n, ...) of any shape (raw or gzip), with its labels from a file beside it whose name has
   ``labels`` where the images file has ``images`` (``train-images-idx3-ubyte`` / ``train-labels-idx1-ubyte``);
-- a folder of images, grey or colour, each resized to ``image_size`` (H, W) (required when the images'
-  sizes differ), as (1, H, W) grey or (3, H, W) colour (``channels``; default colour when any file is).
+- a folder of images, grey or colour, each resized to ``image_size`` (H, W), or cropped to it about its
+  centre (``image_fit="crop"``; a size is required when the images' sizes differ), as (1, H, W) grey or
+  (3, H, W) colour (``channels``; default colour when any file is).
 
 Every example keeps its shape, so images are drawn as images and vectors as vectors. uint8 values are
 scaled by 1/255 when any exceeds 1 (pixels; a uint8 array of 0s and 1s stays binary); other integers and
@@ -52,6 +53,7 @@ BLOCK_ROWS = 65_536
 BLOCK_BYTES = 16 * 1024 * 1024
 _IDX_SUFFIXES = ("-ubyte", "-ubyte.gz", ".idx", ".idx.gz")
 KINDS = ("binary", "unit", "real")
+FITS = ("resize", "crop")
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,7 @@ def load_data_file(
     *,
     image_size: tuple[int, int] | None = None,
     channels: int | None = None,
+    image_fit: str = "resize",
     test_fraction: float = 0.1,
     seed: int = 0,
 ) -> DataFile:
@@ -129,6 +132,8 @@ def load_data_file(
         path: an ``.npz``, ``.npy`` or IDX file, or a folder of images.
         image_size: (H, W) every image of a folder is resized to (None: their common size).
         channels: 1 (grey) or 3 (colour) for a folder (None: colour if any image is).
+        image_fit: how a folder's images are brought to ``image_size``: ``"resize"`` (bilinear) or
+            ``"crop"`` (the central H x W pixels; an image smaller than that is an error naming it).
         test_fraction: the held-out share when the data bring no test split, in (0, 1).
         seed: draws the held-out rows of in-memory data.
     """
@@ -138,7 +143,7 @@ def load_data_file(
     if not path.exists():
         raise UnitlensError(f"{path}: no such file or folder (expected an .npz, .npy or IDX file, or images)")
     if path.is_dir():
-        x = _image_folder(path, image_size, channels)
+        x = _image_folder(path, image_size, channels, image_fit)
         return _finish(path, x, None, None, None, test_fraction, seed, is_image=True)
     name = path.name.lower()
     if name.endswith(".npz"):
@@ -212,11 +217,15 @@ def _idx(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     return x, y
 
 
-def _image_folder(folder: Path, size: tuple[int, int] | None, channels: int | None) -> np.ndarray:
+def _image_folder(
+    folder: Path, size: tuple[int, int] | None, channels: int | None, fit: str = "resize"
+) -> np.ndarray:
     from unitlens.data.images import image_files
 
     if channels not in (None, 1, 3):
         raise UnitlensError(f"channels must be 1 (grey) or 3 (colour), got {channels!r}")
+    if fit not in FITS:
+        raise UnitlensError(f"image_fit must be one of {FITS}, got {fit!r}")
     files = image_files(folder)
     opened: list[Image.Image] = []
     for file in files:
@@ -242,9 +251,17 @@ def _image_folder(folder: Path, size: tuple[int, int] | None, channels: int | No
         if height < 1 or width < 1:
             raise UnitlensError(f"image_size must be positive, got {size!r}")
     out = np.empty((len(opened), 3 if colour else 1, height, width), dtype=np.float32)
-    for i, picture in enumerate(opened):
+    for i, (picture, file) in enumerate(zip(opened, files, strict=True)):
         converted: Image.Image = picture.convert("RGB" if colour else "L")
-        if converted.size != (width, height):
+        if converted.size != (width, height) and fit == "crop":
+            w, h = converted.size
+            if w < width or h < height:
+                raise UnitlensError(
+                    f"{file}: {w} x {h} pixels (W x H) is smaller than the {width} x {height} crop asked for"
+                )
+            left, top = (w - width) // 2, (h - height) // 2
+            converted = converted.crop((left, top, left + width, top + height))
+        elif converted.size != (width, height):
             converted = converted.resize((width, height), Image.Resampling.BILINEAR)
         pixels = np.asarray(converted, dtype=np.float32) / 255.0
         out[i] = pixels.transpose(2, 0, 1) if colour else pixels[None]
@@ -407,6 +424,7 @@ def dataset_from_recipe(recipe: DataRecipe) -> Dataset:
         recipe.path,
         image_size=size,
         channels=recipe.channels or None,
+        image_fit=recipe.image_fit,
         test_fraction=recipe.test_fraction,
         seed=recipe.seed,
     )
