@@ -933,7 +933,7 @@ def recipes_figure(
         labels: list[_Block | None] = []
         cells: list[_Block | None] = []
         for recipe, stack in stacks.items():
-            labels.append(_text(f"{name} / {recipe}", size))
+            labels.append(_text(f"{name} / {MODEL_LABELS.get(recipe, recipe)}", size))
             box = f"layer{j}/{recipe}"
             if recipe not in having or not shown:
                 reason = f"no {name}\nin {recipe}" if recipe not in having else "no units\nin common"
@@ -950,7 +950,9 @@ def recipes_figure(
         rows += [labels, cells, [_blank(3 * scale, 0)]]
     body = _table(rows[:-1], 8 * scale, scale)
     what = f"{title}: " if title else ""
-    heading = f"{what}the same units' best AM images under each recipe (rows: layers, columns: recipes)"
+    # A user's data set's DBN and SDAE are models, not recipes of one model.
+    kind = "model" if set(stacks) <= set(MODELS) else "recipe"
+    heading = f"{what}the same units' best AM images under each {kind} (rows: layers, columns: {kind}s)"
     return _titled(heading, body, [_flag_note(flagged, size)], scale)
 
 
@@ -1346,7 +1348,8 @@ def write_figures(
                 f"{name}-recipes.png",
                 recipes_figure(columns, title=name),
                 "recipes",
-                f"{name}: the same units' best AM images under each recipe ({', '.join(columns)}); rows are "
+                f"{name}: the same units' best AM images under each "
+                f"{'model' if set(columns) <= set(MODELS) else 'recipe'} ({', '.join(columns)}); rows are "
                 "layers",
                 model=name,
             )
