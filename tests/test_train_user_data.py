@@ -205,3 +205,51 @@ def test_a_float32_npy_is_streamed_from_the_file_not_copied_into_memory(tmp_path
     _train(path, out, "dbn", "--hidden", "8", "--examples", "2000")
     _, ckpt = load_model(out / "big-dbn")
     assert ckpt.meta["data"]["n_train"] == 180_000
+
+
+@pytest.mark.skipif(_anonymous_memory() is None, reason="needs /proc/self/status (Linux)")
+@pytest.mark.parametrize("kind", ["uint8 pixels", "real values"])
+def test_a_memory_map_that_needs_converting_streams_from_a_converted_copy(tmp_path: Path, kind: str) -> None:
+    from unitlens.data.dataset import DataRecipe
+    from unitlens.data.recipe import load_data
+
+    path = tmp_path / "big.npy"
+    rows, d = 200_000, 250
+    dtype = np.uint8 if kind == "uint8 pixels" else np.float32
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(rows, d))
+    rng = np.random.default_rng(4)
+    for start in range(0, rows, 10_000):
+        block = rng.integers(0, 256, (10_000, d)) if dtype == np.uint8 else rng.normal(3.0, 2.0, (10_000, d))
+        array[start : start + 10_000] = block.astype(dtype)
+    array.flush()
+    del array
+    cache = tmp_path / "out" / "data-cache"
+    recipe = DataRecipe("file", path=str(path), seed=0)
+    before = _anonymous_memory()
+    data = load_data(recipe, cache=cache)
+    grown = (_anonymous_memory() or 0) - (before or 0)
+    # The training rows (180 MB as float32) are a converted copy's pages; only the held-out tenth is held.
+    assert grown < 100 * 2**20, f"anonymous memory grew by {grown / 2**20:.0f} MB"
+    copies = list(cache.glob("big-*.f32.npy"))
+    assert len(copies) == 1 and copies[0].stat().st_size >= 180_000_000  # 180k rows x 250 x 4 bytes
+    first = data.x_train[:5].clone()
+    if kind == "uint8 pixels":
+        assert data.kind == "binary" and data.pixel_mean is None  # [0, 1] after scaling: Bernoulli units
+        source = np.load(path, mmap_mode="r")
+        np.testing.assert_allclose(first.numpy(), source[:5].reshape(5, -1) / 255.0, rtol=1e-6)
+    else:
+        assert data.kind == "real" and data.pixel_mean is not None and data.pixel_scale is not None
+        column_means = data.x_train[:20_000].double().mean(0)
+        assert float(column_means.abs().max()) < 0.05  # standardised, block by block
+        assert float(data.pixel_mean.mean()) == pytest.approx(3.0, abs=0.01)
+    # Reused while the source is unchanged; rebuilt (under a new name) when it changes.
+    stamp = copies[0].stat().st_mtime_ns
+    again = load_data(recipe, cache=cache)
+    assert copies[0].stat().st_mtime_ns == stamp and torch.equal(again.x_train[:5], first)
+    source = np.load(path, mmap_mode="r+")
+    source[0] = source[1]
+    source.flush()
+    del source
+    changed = load_data(recipe, cache=cache)
+    assert len(list(cache.glob("big-*.f32.npy"))) == 2
+    assert torch.equal(changed.x_train[0], changed.x_train[1])

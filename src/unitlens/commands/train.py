@@ -60,20 +60,27 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run(args: argparse.Namespace) -> int:
     from unitlens.catalogue import derive_seed, stack_name
+    from unitlens.data.files import DATA_CACHE, check_recipe
     from unitlens.data.recipe import load_data
     from unitlens.recipes import batch_source, build_stack, data_recipe, stack_settings, training_config
     from unitlens.runs import pretrain
 
     config, dataset = _config(args)
-    data = load_data(data_recipe(dataset, config))  # every error about the data before the folder is touched
+    recipe = data_recipe(dataset, config)
+    # Every error about the data comes before the output folder is touched.
     if config.data.path:
-        log.info("data: %s", data.source)  # says the visible units the values call for
+        check_recipe(recipe)
         name = f"{dataset}-{args.model}"
     else:
+        data = load_data(recipe)
         name = stack_name(dataset, args.model)
     out = prepare_output(args.out)
     # One lock per stack: trainings of different stacks may share a folder, two of the same one may not.
     with hold_lock(out, name=f".{name}.lock"):
+        if config.data.path:
+            # A memory-mapped file that needs converting streams from a copy in the output folder.
+            data = load_data(recipe, cache=out / DATA_CACHE)
+            log.info("data: %s", data.source)  # says the visible units the values call for
         settings = stack_settings(dataset, config, data)
         seed = derive_seed(args.seed, "train", name)
         stack = build_stack(args.model, data, settings, torch.Generator().manual_seed(seed))

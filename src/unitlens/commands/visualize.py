@@ -156,6 +156,7 @@ def _run_model(args: argparse.Namespace, settings: dict[str, Any], out: Path) ->
 
 def _run(args: argparse.Namespace, out: Path) -> int:
     from unitlens.checkpoint import load_model, paths_for
+    from unitlens.data.files import DATA_CACHE
     from unitlens.data.recipe import load_data
     from unitlens.models.stack import LayerStack
     from unitlens.reproduce import render_run
@@ -178,7 +179,7 @@ def _run(args: argparse.Namespace, out: Path) -> int:
     folder = args.photos if recipe.loader == "patches" else args.data_dir
     if folder:  # the same recipe over another copy of the data (a moved folder)
         recipe = dataclasses.replace(recipe, path=str(Path(folder).expanduser().resolve()))
-    data = load_data(recipe)
+    data = load_data(recipe, cache=out / DATA_CACHE)
     if data.n_inputs != model.n_inputs:
         raise UnitlensError(f"{args.checkpoint} takes {model.n_inputs} inputs; the data has {data.n_inputs}")
     _check_standardisation(data, ckpt.tensors, meta_path)

@@ -31,6 +31,9 @@ expected: a missing file, an unreadable or pickled one, a field of the wrong dty
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import os
 import re
 import zipfile
 from dataclasses import dataclass
@@ -46,11 +49,13 @@ from unitlens.data.idx import read_idx
 from unitlens.errors import UnitlensError
 from unitlens.results import ImageShape
 
-__all__ = ["BLOCK_ROWS", "DataFile", "dataset_from_recipe", "load_data_file"]
+__all__ = ["BLOCK_ROWS", "DATA_CACHE", "DataFile", "check_recipe", "dataset_from_recipe", "load_data_file"]
 
 # Rows read at a time from a memory-mapped file (by the checks and by DataFile.rows).
 BLOCK_ROWS = 65_536
 BLOCK_BYTES = 16 * 1024 * 1024
+# The output folder's subfolder that holds converted copies of memory-mapped files (dataset_from_recipe).
+DATA_CACHE = "data-cache"
 _IDX_SUFFIXES = ("-ubyte", "-ubyte.gz", ".idx", ".idx.gz")
 KINDS = ("binary", "unit", "real")
 FITS = ("resize", "crop")
@@ -405,7 +410,21 @@ def _as_float(x: np.ndarray, scale: float) -> np.ndarray:
 # ------------------------------------------------------------------------------------ as a training set
 
 
-def dataset_from_recipe(recipe: DataRecipe) -> Dataset:
+def check_recipe(recipe: DataRecipe) -> DataFile:
+    """The user's data file a ``file`` recipe names, read and checked (every error of
+    :func:`load_data_file`), before anything is written."""
+    size = (recipe.image_height, recipe.image_width) if recipe.image_height and recipe.image_width else None
+    return load_data_file(
+        recipe.path,
+        image_size=size,
+        channels=recipe.channels or None,
+        image_fit=recipe.image_fit,
+        test_fraction=recipe.test_fraction,
+        seed=recipe.seed,
+    )
+
+
+def dataset_from_recipe(recipe: DataRecipe, cache: Path | None = None) -> Dataset:
     """The :class:`~unitlens.data.dataset.Dataset` a ``file`` recipe describes (``train --data FILE``).
 
     Binary and [0, 1] values are kept as they are (kind ``"binary"``: Bernoulli visible units); real values
@@ -414,21 +433,17 @@ def dataset_from_recipe(recipe: DataRecipe) -> Dataset:
     training split keeps scale 1 (it becomes 0). ``image_shape`` is the examples' shape when the results
     can draw it as an image ((H, W), or (C, H, W) with C = 1 or 3), else (d,): bar plots.
 
-    A memory-mapped float32 ``.npy`` of binary or [0, 1] values is **streamed**: ``x_train`` is a tensor
-    over the file's pages, which training batches, the norm and the exemplars read block by block, so a data
-    set larger than memory trains. Other memory-mapped files (uint8 pixels, which need scaling; real values,
-    which need standardising) are read into memory as float32.
+    A memory-mapped ``.npy`` is **streamed**: ``x_train`` is a tensor over file pages, which training
+    batches, the norm and the exemplars read block by block, so a data set larger than memory trains. A
+    float32 file of binary or [0, 1] values is streamed from itself. One that must be scaled (uint8 pixels)
+    or standardised (real values) is converted once, block by block, into a float32 ``.npy`` in ``cache``
+    (the command's output folder), named by a digest of the recipe and the source's size and modification
+    time, written atomically and reused while those stay the same; without ``cache`` it is converted in
+    memory.
     """
-    size = (recipe.image_height, recipe.image_width) if recipe.image_height and recipe.image_width else None
-    data = load_data_file(
-        recipe.path,
-        image_size=size,
-        channels=recipe.channels or None,
-        image_fit=recipe.image_fit,
-        test_fraction=recipe.test_fraction,
-        seed=recipe.seed,
-    )
+    data = check_recipe(recipe)
     real = data.kind == "real" or recipe.standardised
+    mean = scale = None
     if (
         isinstance(data.x_train, np.memmap)
         and data.x_train.dtype == np.float32
@@ -437,18 +452,22 @@ def dataset_from_recipe(recipe: DataRecipe) -> Dataset:
     ):
         # Streamed: the tensor is the file's own pages, read as batches ask for them, never copied whole.
         x_train = torch.from_numpy(data.x_train.reshape(data.n_train, -1))
+    elif isinstance(data.x_train, np.memmap) and cache is not None:
+        if real:
+            mean, scale = _moments(data)
+        x_train = torch.from_numpy(_converted(data, recipe, cache, mean, scale))
     else:
         x_train = data.rows(slice(None))
+        if real:
+            # Statistics in float64: a million float32 terms lose digits otherwise.
+            mean64 = x_train.mean(0, dtype=torch.float64)
+            std64 = (x_train.double() - mean64).square().mean(0).sqrt()
+            mean, scale = mean64.float(), torch.where(std64 > 1e-12, std64, torch.ones_like(std64)).float()
+            x_train = (x_train - mean) / scale
     x_test = torch.from_numpy(np.ascontiguousarray(data.x_test.reshape(data.x_test.shape[0], -1)))
     # A recipe recorded as standardised stays so (an estimator may standardise [0, 1] data for Gaussian
     # units); one made fresh standardises exactly when the values are real.
-    mean = scale = None
-    if real:
-        # Statistics in float64: a million float32 terms lose digits otherwise.
-        mean64 = x_train.mean(0, dtype=torch.float64)
-        std64 = (x_train.double() - mean64).square().mean(0).sqrt()
-        mean, scale = mean64.float(), torch.where(std64 > 1e-12, std64, torch.ones_like(std64)).float()
-        x_train = (x_train - mean) / scale
+    if mean is not None and scale is not None:
         x_test = (x_test - mean) / scale
     shape = data.shape
     image_shape: ImageShape
@@ -471,3 +490,64 @@ def dataset_from_recipe(recipe: DataRecipe) -> Dataset:
         pixel_scale=scale,
         recipe=dataclasses.replace(recipe, standardised=real),
     )
+
+
+def _moments(data: DataFile) -> tuple[Tensor, Tensor]:
+    """(d,) float32 mean and standard deviation (1 where constant) of the training rows, accumulated in
+    float64 block by block (a memory map is never read whole)."""
+    rows = block_rows(data.x_train)
+    total = torch.zeros(data.n_inputs, dtype=torch.float64)
+    squares = torch.zeros(data.n_inputs, dtype=torch.float64)
+    for start in range(0, data.n_train, rows):
+        block = data.rows(slice(start, start + rows)).double()
+        total += block.sum(0)
+        squares += block.square().sum(0)
+    mean = total / data.n_train
+    var = (squares / data.n_train - mean.square()).clamp_min(0.0)
+    std = var.sqrt()
+    return mean.float(), torch.where(std > 1e-12, std, torch.ones_like(std)).float()
+
+
+def _converted(
+    data: DataFile, recipe: DataRecipe, cache: Path, mean: Tensor | None, scale: Tensor | None
+) -> np.ndarray:
+    """(n_train, d) float32 copy-on-write memory map of the training rows, scaled (and standardised with
+    ``mean`` / ``scale``), from ``cache``: reused when the recipe and the source are unchanged, else
+    written block by block to a temporary file and renamed into place."""
+    source = Path(recipe.path)
+    stat = source.stat()
+    key = json.dumps(
+        {
+            "recipe": recipe.to_dict(),
+            "bytes": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
+            "rows": data.n_train,
+        },
+        sort_keys=True,
+    )
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+    path = cache / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', source.stem)}-{digest}.f32.npy"
+    shape = (data.n_train, data.n_inputs)
+    if path.is_file():
+        try:
+            mapped = np.load(path, mmap_mode="c", allow_pickle=False)
+            if mapped.shape == shape and mapped.dtype == np.float32:
+                return mapped
+        except (OSError, ValueError):
+            pass  # damaged: written again below
+    cache.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        out = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float32, shape=shape)
+        rows = block_rows(data.x_train)
+        for start in range(0, data.n_train, rows):
+            block = data.rows(slice(start, start + rows))
+            if mean is not None and scale is not None:
+                block = (block - mean) / scale
+            out[start : start + block.shape[0]] = block.numpy()
+        out.flush()
+        del out
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return np.load(path, mmap_mode="c", allow_pickle=False)

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from unitlens.data.dataset import DataRecipe, Dataset
 from unitlens.data.mnist import load_mnist
 from unitlens.data.patches import load_patches
 from unitlens.errors import UnitlensError
 
 
-def load_data(recipe: DataRecipe) -> Dataset:
-    """The data set ``recipe`` describes, loaded exactly as it was the first time."""
+def load_data(recipe: DataRecipe, cache: Path | None = None) -> Dataset:
+    """The data set ``recipe`` describes, loaded exactly as it was the first time.
+
+    ``cache``: where a user's memory-mapped file is converted to stream from (the command's output folder;
+    ``unitlens.data.files.dataset_from_recipe``); None converts it in memory.
+    """
     if recipe.loader == "mnist":
         return load_mnist(recipe.path or None)
     if recipe.loader == "patches":
@@ -25,7 +31,7 @@ def load_data(recipe: DataRecipe) -> Dataset:
     if recipe.loader == "file":
         from unitlens.data.files import dataset_from_recipe
 
-        return dataset_from_recipe(recipe)
+        return dataset_from_recipe(recipe, cache)
     raise UnitlensError(f"no loader {recipe.loader!r}")  # DataRecipe refuses it first
 
 
