@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from unitlens.commands import add_output_options
+from unitlens.commands import add_output_options, add_user_data_options, user_data_overrides
 from unitlens.config import PRESETS, apply_overrides, preset
-from unitlens.errors import UnitlensError
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,17 +28,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="your own data set instead of MNIST and the patches: an .npz, .npy or IDX file or a folder of "
         "images (settings: --set data.hidden=..., data.examples_per_layer=..., data.units=...)",
     )
-    p.add_argument("--name", help="your data set's name in file names (default: the file's stem)")
-    p.add_argument("--image-size", help="your folder's images resized to H,W")
-    p.add_argument(
-        "--image-fit",
-        choices=("resize", "crop"),
-        default="resize",
-        help="--image-size by resizing or cropping",
-    )
-    p.add_argument(
-        "--channels", type=int, choices=(1, 3), help="your folder's images as grey (1) or colour (3)"
-    )
+    add_user_data_options(p)
     p.add_argument("--out", default=None, help="run folder (default runs/PRESET-seedN, or runs/NAME-seedN)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -63,16 +52,7 @@ def run(args: argparse.Namespace) -> int:
     if args.photos:
         overrides.append(f"patches.photos={args.photos}")
     if args.data:
-        from unitlens.commands.train import data_name, image_size
-
-        path = Path(args.data).expanduser()
-        if not path.exists():
-            raise UnitlensError(f"--data {args.data}: no such file or folder")
-        overrides += [f"data.path={path.resolve()}", f"data.name={args.name or data_name(path)}"]
-        height, width = image_size(args.image_size)
-        overrides += [f"data.image_height={height}", f"data.image_width={width}"]
-        overrides.append(f"data.channels={args.channels or 0}")
-        overrides.append(f"data.image_fit={args.image_fit}")
+        overrides += user_data_overrides(args)
     config = apply_overrides(preset(args.preset), overrides)
     # reproduce() checks the folder (unitlens.outdir.prepare_output) and holds its lock for the whole run.
     label = config.data.name if config.data.path else config.preset

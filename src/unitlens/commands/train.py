@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
-from pathlib import Path
 
 import torch
 
-from unitlens.commands import add_output_options
+from unitlens.commands import add_output_options, add_user_data_options, user_data_overrides
 from unitlens.config import ReproduceConfig, apply_overrides, preset
-from unitlens.errors import UnitlensError
 from unitlens.outdir import hold_lock, prepare_output
 
 log = logging.getLogger("unitlens")
@@ -36,17 +33,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default="mnist",
         help="mnist, patches, or a file or folder of your own (.npz, .npy, IDX, images)",
     )
-    p.add_argument("--image-size", help="your folder's images resized to H,W (default: their own size)")
-    p.add_argument(
-        "--image-fit",
-        choices=("resize", "crop"),
-        default="resize",
-        help="--image-size by resizing or cropping",
-    )
-    p.add_argument(
-        "--channels", type=int, choices=(1, 3), help="your folder's images as grey (1) or colour (3)"
-    )
-    p.add_argument("--name", help="your data set's name in file names (default: the file's stem)")
+    add_user_data_options(p)
     p.add_argument("--data-dir", help="MNIST folder of IDX files or an .npz (default: the embedded digits)")
     p.add_argument("--photos", help="a folder of photographs for the patches (default: the bundled ones)")
     p.add_argument("--patch-size", type=int, default=12)
@@ -113,18 +100,8 @@ def _config(args: argparse.Namespace) -> tuple[ReproduceConfig, str]:
         if args.photos:
             overrides.append(f"patches.photos={args.photos}")
     else:
-        path = Path(args.data).expanduser()
-        if not path.exists():
-            raise UnitlensError(
-                f"--data {args.data}: no such file or folder (expected mnist, patches, an .npz, .npy or IDX "
-                "file, or a folder of images)"
-            )
         section = "data"
-        height, width = image_size(args.image_size)
-        overrides += [f"data.path={path.resolve()}", f"data.name={args.name or data_name(path)}"]
-        overrides += [f"data.image_height={height}", f"data.image_width={width}"]
-        overrides.append(f"data.channels={args.channels or 0}")
-        overrides.append(f"data.image_fit={args.image_fit}")
+        overrides += user_data_overrides(args)
     if args.hidden:
         overrides.append(f"{section}.hidden={args.hidden}")
     if args.examples:
@@ -133,23 +110,3 @@ def _config(args: argparse.Namespace) -> tuple[ReproduceConfig, str]:
             overrides.append(f"{section}.first_layer_examples={args.examples}")
     config = apply_overrides(preset("quick"), overrides)
     return config, (config.data.name if section == "data" else args.data)
-
-
-def data_name(path: Path) -> str:
-    """A data set's default name in file names: its file's stem as letters, digits and _ (MNIST-style IDX
-    names lose their ``-images-idx3-ubyte``)."""
-    stem = re.sub(r"([-.]images)?[-.]idx\d[-.]ubyte.*$", "", path.name).split(".")[0]
-    return re.sub(r"[^A-Za-z0-9_]+", "_", stem).strip("_") or "data"
-
-
-def image_size(text: str | None) -> tuple[int, int]:
-    """``--image-size H,W`` -> (H, W); (0, 0) when not given."""
-    if not text:
-        return 0, 0
-    try:
-        height, width = (int(v) for v in text.split(","))
-    except ValueError as error:
-        raise UnitlensError(f"--image-size takes H,W, e.g. 32,32; got {text!r}") from error
-    if min(height, width) < 1:
-        raise UnitlensError(f"--image-size must be positive, got {text!r}")
-    return height, width
