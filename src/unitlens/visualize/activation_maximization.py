@@ -81,6 +81,7 @@ DEFAULT_GTOL = 1e-2
 # to float precision: with float32 activations, the quick run's optima stall at a stationarity of 3e-3 to
 # 1e-2 (docs/decisions.md), so this rule, not ``gtol``, ends the restarts that would need more.
 _MAX_REJECTIONS = 10
+_HISTORY_BLOCK = 64  # rows of the activation history allocated at a time
 # Activations this close (relative) count as the same when picking a unit's best restart: far above float32
 # rounding of a matrix product (1e-6 relative), far below the gaps between distinct optima.
 BEST_RTOL = 1e-4
@@ -143,6 +144,8 @@ class _Objective(Protocol):
     """The activations of a batch of inputs, each belonging to one unit, and their gradients."""
 
     n_inputs: int
+    # True when every evaluate() returns a gradient of its own (never overwritten by a later call).
+    fresh_gradients: bool
 
     def bind(self, units: Tensor) -> None:
         """Fix the owner unit of each input of the coming batches: (n,) int64."""
@@ -153,7 +156,7 @@ class _Objective(Protocol):
     def evaluate(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(n, D) inputs -> (n,) activations act[b, u(b)] and (n, D) their gradients wrt x.
 
-        The gradient may be a view of a buffer that the next call overwrites.
+        The gradient may be a view of a buffer that the next call overwrites (``fresh_gradients`` False).
         """
 
 
@@ -164,6 +167,8 @@ class _StackObjective:
     with the gathered filters instead of a full matrix product, and its gradient wrt the layer below is that
     filter itself.
     """
+
+    fresh_gradients = False  # the gradient is a buffer reused by every call
 
     def __init__(self, stack: LayerStack, layer: int) -> None:
         self.lower = [
@@ -228,6 +233,9 @@ class _ModuleObjective:
         self.n_inputs = math.prod(input_shape)
         self.capture = Capture(model, objective.layers(), forward_fn, input_shape)
         self.units = torch.empty(0, dtype=torch.long)
+        self._ones = torch.empty(0)  # the backward pass's seed, d(sum of activations)/d(activation)
+
+    fresh_gradients = True  # autograd makes a new gradient every call
 
     def remove(self) -> None:
         self.capture.remove()
@@ -252,8 +260,11 @@ class _ModuleObjective:
             activation = self.objective.values(context)
             if not activation.requires_grad:
                 raise UnitlensError(f"the objective {self.objective!r} does not depend on the input")
-            # Only the input's gradient: autograd.grad leaves the parameters' .grad untouched.
-            (grad,) = torch.autograd.grad(activation.sum(), leaf, allow_unused=True)
+            if self._ones.shape != activation.shape or self._ones.dtype != activation.dtype:
+                self._ones = torch.ones_like(activation)
+            # Only the input's gradient: autograd.grad leaves the parameters' .grad untouched. Seeding it
+            # with ones is the gradient of the activations' sum, without the sum and its backward step.
+            (grad,) = torch.autograd.grad(activation, leaf, grad_outputs=self._ones, allow_unused=True)
         if grad is None:
             grad = torch.zeros_like(leaf)
         return activation.detach(), grad.reshape(n, self.n_inputs)
@@ -429,6 +440,7 @@ def _ascend(
         # While every input of the chunk is still running, position is lo .. hi - 1 (history is written
         # by a slice) and, after a step that every input accepted, no input can have stopped by rejection.
         contiguous, some_rejected = True, False
+        every_accepted = 0  # steps that every input of the chunk accepted, kept out of ``accepted``
         while n > 0:
             # Stationarity is read every step only when the gtol rule needs it; else only for the output.
             ratio = _stationarity(current, grad, norm, box) if gtol is not None else None
@@ -451,7 +463,7 @@ def _ascend(
                     if ratio is not None
                     else _stationarity(current[finished], grad[finished], norm, box)
                 )
-                steps_out[where] = accepted[finished]
+                steps_out[where] = accepted[finished] + every_accepted
                 converged_out[where] = converged[finished]
                 last_step[where] = step
                 kept = (~done).nonzero().squeeze(1)
@@ -472,8 +484,11 @@ def _ascend(
             if bool(better.all()):
                 current, current_buffer, spare_buffer = trial, spare_buffer, current_buffer
                 activation = trial_activation
-                grad.copy_(trial_grad)
-                accepted += 1
+                if objective.fresh_gradients:
+                    grad = trial_grad
+                else:
+                    grad.copy_(trial_grad)
+                every_accepted += 1  # added to every input's count when it stops
                 if some_rejected:
                     rejected.zero_()
                     some_rejected = False
@@ -487,13 +502,15 @@ def _ascend(
                 rejected = torch.where(better, 0, rejected + 1)
                 rate = torch.where(better, rate, rate * 0.5)
             if step == len(history):
-                history.append(like.new_empty(total))
+                # Rows of history come in blocks: one allocation every _HISTORY_BLOCK steps, not every step.
+                history.extend(like.new_empty(_HISTORY_BLOCK, total).unbind(0))
             if contiguous:
                 history[step][lo:hi] = activation
             else:
                 history[step][position] = activation
 
     # Entries after an input stopped were never written: they hold its final activation.
+    history = history[: int(last_step.max()) + 1] if total else history[:1]  # drop unused block rows
     step_index = torch.arange(len(history), device=device)[:, None]
     held = torch.where(step_index > last_step[None, :], act_out[None, :], torch.stack(history))
     return _Run(x_out, act_out, steps_out, converged_out, held, start_norm_out, stationarity_out)
