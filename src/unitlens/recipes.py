@@ -95,10 +95,9 @@ def _absolute(path: str) -> str:
     return str(Path(path).expanduser().resolve()) if path else ""
 
 
-def load_datasets(config: ReproduceConfig, cache: Path | None = None) -> dict[str, Dataset]:
-    """The data sets a run uses, loaded from the embedded data or the folders the config names; ``cache``
-    holds converted copies of a user's memory-mapped file (``unitlens.data.recipe.load_data``)."""
-    return {name: load_data(data_recipe(name, config), cache) for name in datasets_of(config)}
+def load_datasets(config: ReproduceConfig) -> dict[str, Dataset]:
+    """The data sets a run uses, loaded from the embedded data or the folders the config names."""
+    return {name: load_data(data_recipe(name, config)) for name in datasets_of(config)}
 
 
 def build_stack(model: str, data: Dataset, settings: StackSettings, generator: torch.Generator) -> LayerStack:

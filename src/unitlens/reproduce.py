@@ -34,7 +34,7 @@ from unitlens.catalogue import MODELS, derive_seed, stack_name
 from unitlens.checkpoint import paths_for, read_checkpoint, save_checkpoint, versions
 from unitlens.config import ReproduceConfig, dumps_toml, load_toml
 from unitlens.data.dataset import Dataset
-from unitlens.data.files import DATA_CACHE, check_recipe
+from unitlens.data.files import DATA_CACHE, check_recipe, dataset_from_recipe
 from unitlens.errors import UnitlensError
 from unitlens.models.classifier import StackClassifier
 from unitlens.models.stack import LayerStack
@@ -249,13 +249,14 @@ def reproduce(
     checked) before anything is written.
     """
     if config.data.path:  # the user's file, checked; converted (if memory-mapped) once the folder exists
-        check_recipe(data_recipe(config.data.name, config))
+        recipe = data_recipe(config.data.name, config)
+        checked = check_recipe(recipe)
     else:
         datasets = load_datasets(config)
     folder = prepare_output(out)  # one line naming the path for one that cannot hold the run
     with hold_lock(folder), progress.session(quiet=quiet, verbose=verbose):  # one run per folder at a time
         if config.data.path:
-            datasets = load_datasets(config, cache=folder / DATA_CACHE)
+            datasets = {config.data.name: dataset_from_recipe(recipe, folder / DATA_CACHE, checked)}
         handler = _log_file(folder)
         try:
             return _reproduce(Run(folder, config), datasets, quiet)

@@ -47,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run(args: argparse.Namespace) -> int:
     from unitlens.catalogue import derive_seed, stack_name
-    from unitlens.data.files import DATA_CACHE, check_recipe
+    from unitlens.data.files import DATA_CACHE, check_recipe, dataset_from_recipe
     from unitlens.data.recipe import load_data
     from unitlens.recipes import batch_source, build_stack, data_recipe, stack_settings, training_config
     from unitlens.runs import pretrain
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     recipe = data_recipe(dataset, config)
     # Every error about the data comes before the output folder is touched.
     if config.data.path:
-        check_recipe(recipe)
+        checked = check_recipe(recipe)
         name = f"{dataset}-{args.model}"
     else:
         data = load_data(recipe)
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     with hold_lock(out, name=f".{name}.lock"):
         if config.data.path:
             # A memory-mapped file that needs converting streams from a copy in the output folder.
-            data = load_data(recipe, cache=out / DATA_CACHE)
+            data = dataset_from_recipe(recipe, out / DATA_CACHE, checked)
             log.info("data: %s", data.source)  # says the visible units the values call for
         settings = stack_settings(dataset, config, data)
         seed = derive_seed(args.seed, "train", name)

@@ -424,7 +424,9 @@ def check_recipe(recipe: DataRecipe) -> DataFile:
     )
 
 
-def dataset_from_recipe(recipe: DataRecipe, cache: Path | None = None) -> Dataset:
+def dataset_from_recipe(
+    recipe: DataRecipe, cache: Path | None = None, checked: DataFile | None = None
+) -> Dataset:
     """The :class:`~unitlens.data.dataset.Dataset` a ``file`` recipe describes (``train --data FILE``).
 
     Binary and [0, 1] values are kept as they are (kind ``"binary"``: Bernoulli visible units); real values
@@ -440,8 +442,11 @@ def dataset_from_recipe(recipe: DataRecipe, cache: Path | None = None) -> Datase
     (the command's output folder), named by a digest of the recipe and the source's size and modification
     time, written atomically and reused while those stay the same; without ``cache`` it is converted in
     memory.
+
+    ``checked``: the recipe's :func:`check_recipe`, when a command has already read the file (to report
+    every error before writing anything), so that it is not read and checked a second time.
     """
-    data = check_recipe(recipe)
+    data = checked if checked is not None else check_recipe(recipe)
     real = data.kind == "real" or recipe.standardised
     mean = scale = None
     if (
