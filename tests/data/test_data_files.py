@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-import unitlens.data.files as files_module
+import unitlens.data.dataset as dataset_module
 from unitlens.data.files import load_data_file
 from unitlens.data.idx import write_idx
 from unitlens.errors import UnitlensError
@@ -65,7 +65,7 @@ def test_real_values_get_gaussian_visible_units(tmp_path: Path) -> None:
 def test_npy_is_memory_mapped_read_in_blocks_and_scaled(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(files_module, "BLOCK_ROWS", 7)  # several blocks, so the block loop is exercised
+    monkeypatch.setattr(dataset_module, "BLOCK_ROWS", 7)  # several blocks, so the block loop is exercised
     x = _rng(3).integers(0, 256, (60, 28, 28), dtype=np.uint8)
     path = tmp_path / "digits.npy"
     np.save(path, x)
@@ -82,7 +82,7 @@ def test_npy_is_memory_mapped_read_in_blocks_and_scaled(
 def test_nan_is_reported_with_its_row_even_in_a_later_block(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(files_module, "BLOCK_ROWS", 4)
+    monkeypatch.setattr(dataset_module, "BLOCK_ROWS", 4)
     x = _rng(4).random((20, 5))
     x[13, 2] = np.nan
     path = tmp_path / "bad.npy"

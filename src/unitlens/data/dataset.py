@@ -12,14 +12,25 @@ from torch import Tensor
 from unitlens.errors import UnitlensError
 from unitlens.results import ImageShape
 
+# Rows read at a time from a large (possibly memory-mapped) array: at most this many, and at most this many
+# bytes once converted to float64, what block statistics are computed in (block_rows).
+BLOCK_ROWS = 65_536
+BLOCK_BYTES = 16 * 1024 * 1024
+
+
+def block_rows(x: Any) -> int:
+    """Rows of ``x`` (n, ...) (an array or tensor) to read at a time: at most :data:`BLOCK_ROWS`, and at
+    most :data:`BLOCK_BYTES` of float64, at least 1. Reading in such blocks keeps a streamed
+    (memory-mapped) data set from being copied whole."""
+    row = max(1, math.prod(int(s) for s in x.shape[1:])) * 8
+    return max(1, min(BLOCK_ROWS, BLOCK_BYTES // row))
+
 
 def dataset_norm(x: Tensor) -> float:
     """rho, the mean L2 norm of the rows of ``x`` (n, d): the norm activation maximization keeps."""
     if x.ndim != 2 or x.shape[0] == 0:
         raise UnitlensError(f"dataset_norm expects a non-empty (n, d) tensor, got shape {tuple(x.shape)}")
-    # In blocks of at most 16 MB of float64: a copy of the whole set would double the memory of a streamed
-    # (memory-mapped) one.
-    rows = max(1, min(65_536, (16 << 20) // (8 * max(1, x.shape[1]))))
+    rows = block_rows(x)  # a float64 copy of the whole set would double a streamed set's memory
     total = 0.0
     for start in range(0, x.shape[0], rows):
         total += float(torch.linalg.vector_norm(x[start : start + rows].double(), dim=1).sum())

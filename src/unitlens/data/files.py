@@ -5,8 +5,7 @@
 - an ``.npz`` with ``x_train`` (or ``x``) and optionally ``y_train``, ``x_test``, ``y_test``, read with
   ``allow_pickle=False``;
 - an ``.npy`` array (n, ...), **memory-mapped**: it is never read whole, so a data set larger than memory
-  is streamed (the checks read it once, in blocks of at most :data:`BLOCK_ROWS` rows and
-  :data:`BLOCK_BYTES` bytes);
+  is streamed (the checks read it once, in blocks: ``unitlens.data.dataset.block_rows``);
 - an IDX file (n, ...) of any shape (raw or gzip), with its labels from a file beside it whose name has
   ``labels`` where the images file has ``images`` (``train-images-idx3-ubyte`` / ``train-labels-idx1-ubyte``);
 - a folder of images, grey or colour, each resized to ``image_size`` (H, W), or cropped to it about its
@@ -44,16 +43,13 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from unitlens.data.dataset import DataRecipe, Dataset, dataset_norm
+from unitlens.data.dataset import DataRecipe, Dataset, block_rows, dataset_norm
 from unitlens.data.idx import read_idx
 from unitlens.errors import UnitlensError
 from unitlens.results import ImageShape
 
-__all__ = ["BLOCK_ROWS", "DATA_CACHE", "DataFile", "check_recipe", "dataset_from_recipe", "load_data_file"]
+__all__ = ["DATA_CACHE", "DataFile", "check_recipe", "dataset_from_recipe", "load_data_file"]
 
-# Rows read at a time from a memory-mapped file (by the checks and by DataFile.rows).
-BLOCK_ROWS = 65_536
-BLOCK_BYTES = 16 * 1024 * 1024
 # The output folder's subfolder that holds converted copies of memory-mapped files (dataset_from_recipe).
 DATA_CACHE = "data-cache"
 _IDX_SUFFIXES = ("-ubyte", "-ubyte.gz", ".idx", ".idx.gz")
@@ -351,16 +347,10 @@ def _check_examples(x: np.ndarray, path: Path, field: str) -> None:
         )
 
 
-def block_rows(x: np.ndarray | Tensor) -> int:
-    """Rows read at a time from ``x`` (n, ...): at most :data:`BLOCK_ROWS`, and at most :data:`BLOCK_BYTES`
-    of float64 (what a block's statistics are computed in), at least 1."""
-    row = max(1, int(np.prod(x.shape[1:]))) * 8
-    return max(1, min(BLOCK_ROWS, BLOCK_BYTES // row))
-
-
 def _scan(x: np.ndarray, path: Path, field: str) -> tuple[float, float, np.ndarray]:
     """(min, max, the distinct values if there are at most two, else an empty array) of ``x``, read in
-    blocks (:func:`block_rows`); NaN or inf is an error naming the first row that holds one."""
+    blocks (``unitlens.data.dataset.block_rows``); NaN or inf is an error naming the first row holding
+    one."""
     low, high = np.inf, -np.inf
     distinct = np.empty(0)
     few = True
@@ -462,12 +452,10 @@ def dataset_from_recipe(
             mean, scale = _moments(data)
         x_train = torch.from_numpy(_converted(data, recipe, cache, mean, scale))
     else:
-        x_train = data.rows(slice(None))
         if real:
-            # Statistics in float64: a million float32 terms lose digits otherwise.
-            mean64 = x_train.mean(0, dtype=torch.float64)
-            std64 = (x_train.double() - mean64).square().mean(0).sqrt()
-            mean, scale = mean64.float(), torch.where(std64 > 1e-12, std64, torch.ones_like(std64)).float()
+            mean, scale = _moments(data)
+        x_train = data.rows(slice(None))
+        if mean is not None and scale is not None:
             x_train = (x_train - mean) / scale
     x_test = torch.from_numpy(np.ascontiguousarray(data.x_test.reshape(data.x_test.shape[0], -1)))
     # A recipe recorded as standardised stays so (an estimator may standardise [0, 1] data for Gaussian
@@ -499,7 +487,7 @@ def dataset_from_recipe(
 
 def _moments(data: DataFile) -> tuple[Tensor, Tensor]:
     """(d,) float32 mean and standard deviation (1 where constant) of the training rows, accumulated in
-    float64 block by block (a memory map is never read whole)."""
+    float64 block by block (a memory map is never read whole; in memory, no float64 copy of the set)."""
     rows = block_rows(data.x_train)
     total = torch.zeros(data.n_inputs, dtype=torch.float64)
     squares = torch.zeros(data.n_inputs, dtype=torch.float64)
