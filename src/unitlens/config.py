@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from unitlens.catalogue import DATASETS
+from unitlens.data.dataset import IMAGE_FITS
 from unitlens.errors import UnitlensError
 from unitlens.models.dae import CORRUPTIONS
 from unitlens.study import StudyConfig
@@ -181,7 +183,8 @@ class PatchSettings(StackSettings):
 @dataclass(frozen=True)
 class UserDataSettings:
     """The user's own data set (``reproduce --data FILE``): when ``path`` is set, the run trains its DBN and
-    SDAE on it (``NAME-dbn``, ``NAME-sdae``) instead of MNIST and the patches, and does not fine-tune.
+    SDAE on it (``NAME-dbn``, ``NAME-sdae``) instead of MNIST and the patches, and fine-tunes them only
+    when the data set is labelled.
 
     ``path`` is an .npz, .npy or IDX file or a folder of images (``unitlens.data.files``). The model
     blocks follow the values, as for ``unitlens train --data``: the generic defaults for binary or [0, 1]
@@ -200,17 +203,16 @@ class UserDataSettings:
     units: int = 36
 
     def __post_init__(self) -> None:
-        if not re.fullmatch(r"[A-Za-z0-9_]+", self.name) or self.name in ("mnist", "patches", "patches20"):
+        if not re.fullmatch(r"[A-Za-z0-9_]+", self.name) or self.name in DATASETS:
             raise UnitlensError(
-                "data.name must be letters, digits or _ and not mnist, patches or patches20, got "
-                f"{self.name!r}"
+                f"data.name must be letters, digits or _ and not one of {DATASETS}, got {self.name!r}"
             )
         if not self.hidden or min(self.hidden) < 1 or self.examples_per_layer < 1 or self.units < 1:
             raise UnitlensError("data: hidden sizes, examples_per_layer and units must be positive")
         if self.batch_size < 1 or min(self.image_height, self.image_width, self.channels) < 0:
             raise UnitlensError("data: batch_size must be positive; image sizes and channels >= 0")
-        if self.image_fit not in ("resize", "crop"):
-            raise UnitlensError(f"data.image_fit must be resize or crop, got {self.image_fit!r}")
+        if self.image_fit not in IMAGE_FITS:
+            raise UnitlensError(f"data.image_fit must be one of {IMAGE_FITS}, got {self.image_fit!r}")
         if self.channels not in (0, 1, 3) or (self.image_height > 0) != (self.image_width > 0):
             raise UnitlensError(
                 "data: channels must be 0, 1 or 3, and image_height and image_width set together"

@@ -270,8 +270,8 @@ def _reproduce(run: Run, datasets: dict[str, Dataset], quiet: bool) -> Path:
     start = time.perf_counter()
     stacks: dict[str, LayerStack] = {}
     with progress.current().stages(stage_names(config, datasets)):
-        for name in stack_names(config):
-            stacks[name] = _train(run, name, datasets[_stack_parts(config)[name][0]], quiet)
+        for name, (dataset, _) in _stack_parts(config).items():
+            stacks[name] = _train(run, name, datasets[dataset], quiet)
             run.stage(
                 f"study {name}",
                 functools.partial(_study, run, name, stacks[name], datasets),

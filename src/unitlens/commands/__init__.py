@@ -6,6 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
+from unitlens.data.dataset import IMAGE_FITS
 from unitlens.errors import UnitlensError
 
 
@@ -30,7 +31,7 @@ def add_user_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", help="your folder's images brought to H,W (default: their own size)")
     parser.add_argument(
         "--image-fit",
-        choices=("resize", "crop"),
+        choices=IMAGE_FITS,
         default="resize",
         help="--image-size by resizing or cropping",
     )

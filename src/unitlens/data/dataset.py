@@ -38,6 +38,7 @@ def dataset_norm(x: Tensor) -> float:
 
 
 LOADERS = ("mnist", "patches", "file")
+IMAGE_FITS = ("resize", "crop")  # how a user's image folder reaches its size (DataRecipe.image_fit)
 
 
 _FILE_FIELDS = ("image_height", "image_width", "channels", "test_fraction", "image_fit")

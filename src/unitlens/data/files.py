@@ -43,7 +43,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from unitlens.data.dataset import DataRecipe, Dataset, block_rows, dataset_norm
+from unitlens.data.dataset import IMAGE_FITS, DataRecipe, Dataset, block_rows, dataset_norm
 from unitlens.data.idx import read_idx
 from unitlens.errors import UnitlensError
 from unitlens.results import ImageShape
@@ -54,7 +54,6 @@ __all__ = ["DATA_CACHE", "DataFile", "check_recipe", "dataset_from_recipe", "loa
 DATA_CACHE = "data-cache"
 _IDX_SUFFIXES = ("-ubyte", "-ubyte.gz", ".idx", ".idx.gz")
 KINDS = ("binary", "unit", "real")
-FITS = ("resize", "crop")
 
 
 @dataclass(frozen=True)
@@ -225,8 +224,8 @@ def _image_folder(
 
     if channels not in (None, 1, 3):
         raise UnitlensError(f"channels must be 1 (grey) or 3 (colour), got {channels!r}")
-    if fit not in FITS:
-        raise UnitlensError(f"image_fit must be one of {FITS}, got {fit!r}")
+    if fit not in IMAGE_FITS:
+        raise UnitlensError(f"image_fit must be one of {IMAGE_FITS}, got {fit!r}")
     files = image_files(folder)
     opened: list[Image.Image] = []
     for file in files:
