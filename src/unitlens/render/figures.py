@@ -34,7 +34,7 @@ import functools
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -731,6 +731,12 @@ def figure4(
 # ------------------------------------------------------------------------------------------ a user's model
 
 
+def column_kind(columns: Iterable[str]) -> str:
+    """What the columns of a side-by-side figure are: ``"model"`` when they are a user's data set's DBN and
+    SDAE (``unitlens.catalogue.MODELS``), else ``"recipe"`` (one model under several recipes)."""
+    return "model" if set(columns) <= set(MODELS) else "recipe"
+
+
 def split_results_name(stem: str, recipe: str | None = None) -> tuple[str, str | None]:
     """A user model's results stem ``NAME-RECIPE`` -> ``(NAME, RECIPE)``.
 
@@ -950,8 +956,7 @@ def recipes_figure(
         rows += [labels, cells, [_blank(3 * scale, 0)]]
     body = _table(rows[:-1], 8 * scale, scale)
     what = f"{title}: " if title else ""
-    # A user's data set's DBN and SDAE are models, not recipes of one model.
-    kind = "model" if set(stacks) <= set(MODELS) else "recipe"
+    kind = column_kind(stacks)
     heading = f"{what}the same units' best AM images under each {kind} (rows: layers, columns: {kind}s)"
     return _titled(heading, body, [_flag_note(flagged, size)], scale)
 
@@ -1349,7 +1354,7 @@ def write_figures(
                 recipes_figure(columns, title=name),
                 "recipes",
                 f"{name}: the same units' best AM images under each "
-                f"{'model' if set(columns) <= set(MODELS) else 'recipe'} ({', '.join(columns)}); rows are "
+                f"{column_kind(columns)} ({', '.join(columns)}); rows are "
                 "layers",
                 model=name,
             )
