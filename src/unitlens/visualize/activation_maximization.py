@@ -81,7 +81,6 @@ DEFAULT_GTOL = 1e-2
 # to float precision: with float32 activations, the quick run's optima stall at a stationarity of 3e-3 to
 # 1e-2 (docs/decisions.md), so this rule, not ``gtol``, ends the restarts that would need more.
 _MAX_REJECTIONS = 10
-_HISTORY_BLOCK = 64  # rows of the activation history allocated at a time
 # Activations this close (relative) count as the same when picking a unit's best restart: far above float32
 # rounding of a matrix product (1e-6 relative), far below the gaps between distinct optima.
 BEST_RTOL = 1e-4
@@ -156,7 +155,9 @@ class _Objective(Protocol):
     def evaluate(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(n, D) inputs -> (n,) activations act[b, u(b)] and (n, D) their gradients wrt x.
 
-        The gradient may be a view of a buffer that the next call overwrites (``fresh_gradients`` False).
+        The activations are a new tensor at every call, never written afterwards (the ascent keeps them as
+        its history). The gradient may be a view of a buffer that the next call overwrites
+        (``fresh_gradients`` False).
         """
 
 
@@ -296,31 +297,49 @@ class _Starts:
         self.device = device
         self.generator_device = generator_device
 
-    def rows(self, lo: int, hi: int) -> Tensor:
-        """(hi - lo, D) the starts of inputs lo .. hi - 1."""
-        first, last = lo // self.restarts, (hi - 1) // self.restarts
-        blocks = []
-        for p in range(first, last + 1):
-            unit_generator = torch.Generator(device=self.generator_device).manual_seed(self.seeds[p])
-            blocks.append(
-                torch.rand(
-                    self.restarts,
+    def rows(self, lo: int, hi: int, out: Tensor | None = None) -> Tensor:
+        """(hi - lo, D) the starts of inputs lo .. hi - 1, written into ``out`` when it is given.
+
+        A unit's restarts are drawn straight into their rows when they all lie in the range, from one
+        generator reseeded per unit (the same stream as a fresh generator with that seed): no temporary
+        block and no concatenation.
+        """
+        if out is None:
+            out = torch.empty(hi - lo, self.n_inputs, dtype=self.dtype, device=self.device)
+        restarts = self.restarts
+        generator = torch.Generator(device=self.generator_device)
+        in_place = out.device == self.generator_device and out.dtype == self.dtype
+        for p in range(lo // restarts, (hi - 1) // restarts + 1):
+            generator.manual_seed(self.seeds[p])
+            first, last = p * restarts, (p + 1) * restarts
+            if in_place and lo <= first and last <= hi:
+                torch.rand(restarts, self.n_inputs, generator=generator, out=out[first - lo : last - lo])
+            else:
+                block = torch.rand(
+                    restarts,
                     self.n_inputs,
-                    generator=unit_generator,
+                    generator=generator,
                     dtype=self.dtype,
                     device=self.generator_device,
                 )
-            )
-        offset = first * self.restarts
-        return torch.cat(blocks)[lo - offset : hi - offset].to(self.device)
+                start, stop = max(first, lo), min(last, hi)
+                out[start - lo : stop - lo] = block[start - first : stop - first]
+        return out
 
 
 # -------------------------------------------------------------------------------------------- optimizer
 
 
-def _project_(x: Tensor, norm: float, box: tuple[float, float] | None) -> Tensor:
+def _project_(x: Tensor, norm: float | Tensor, box: tuple[float, float] | None) -> Tensor:
     """Project each row of ``x`` (n, D) in place: onto the sphere ||x|| = norm, or, with a box, clamp to the
-    box and then shrink rows longer than ``norm`` onto the sphere (shorter rows keep their length)."""
+    box and then shrink rows longer than ``norm`` onto the sphere (shorter rows keep their length).
+
+    ``norm`` may be given as a 0-dim tensor of x's dtype: the same product (a Python number is rounded to
+    that dtype too) without converting the number to a tensor at every call, a kernel of its own that
+    costs about as much as the product here. The arithmetic, x * ((1 / ||x||) * norm), is part of the
+    results: float32 ascents that stop at a maximum to float precision (rejected steps) stop at other steps
+    when it is rounded otherwise (x / (||x|| / norm) moved some restarts' stopping step and x* by 1e-4).
+    """
     if box is not None:
         x.clamp_(box[0], box[1])
     lengths = torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min_(torch.finfo(x.dtype).tiny)
@@ -408,38 +427,49 @@ def _ascend(
     total, dim = owners.numel(), objective.n_inputs
     device = owners.device
     like = torch.empty(0, dtype=starts.dtype, device=starts.device)
+    # Every input writes all of its outputs once, when it stops: nothing needs filling beforehand.
     x_out = like.new_empty(total, dim)
     act_out = like.new_empty(total)
     start_norm_out = like.new_empty(total)
     stationarity_out = like.new_empty(total)
-    steps_out = torch.zeros(total, dtype=torch.long, device=device)
-    converged_out = torch.zeros(total, dtype=torch.bool, device=device)
-    last_step = torch.zeros(total, dtype=torch.long, device=device)  # the step at which each one stopped
-    # history[t] is allocated when some input first reaches step t: memory follows the steps actually run.
-    history: list[Tensor] = [like.new_empty(total)]
+    steps_out = torch.empty(total, dtype=torch.long, device=device)
+    converged_out = torch.empty(total, dtype=torch.bool, device=device)
+    last_step = torch.empty(total, dtype=torch.long, device=device)  # the step at which each one stopped
+    steps_run = 0  # the most steps any input tried: last_step's maximum, without reading it back
+    # The activation history is kept as the tensors the steps produced (never modified in place) and
+    # assembled once at the end: writing each step's row into a history buffer took two kernels a step.
+    # runs: (lo, hi, rows) with rows[t] the activations of inputs lo .. hi - 1 after step t, for the steps
+    # before any of them stopped; scattered: (step, global indices, activations) for the steps after.
+    runs: list[tuple[int, int, list[Tensor]]] = []
+    scattered: list[tuple[int, Tensor, Tensor]] = []
     # Two input buffers: a step writes the trial inputs into the spare one, and the accepted rows are kept.
     current_buffer = like.new_empty(min(chunk, total), dim)
     spare_buffer = torch.empty_like(current_buffer)
+    scale = like.new_tensor(norm)  # the norm as _project_ multiplies by it
 
     for lo in range(0, total, chunk):
         hi = min(lo + chunk, total)
         n = hi - lo
-        position = torch.arange(lo, hi, device=device)  # global index of each active input
+        # The global index of each active input, made when the first input of the chunk stops; until then
+        # the active inputs are lo .. hi - 1, read and written by slices.
+        position: Tensor | None = None
         objective.bind(owners[lo:hi])
-        current = current_buffer[:n]
-        current.copy_(starts.rows(lo, hi))
-        _project_(current, norm, box)
+        current = starts.rows(lo, hi, out=current_buffer[:n])
+        spare = spare_buffer[:n]  # the spare buffer's rows for the n active inputs
+        _project_(current, scale, box)
         activation, grad = objective.evaluate(current)
-        grad = grad.clone()  # the objective may overwrite its gradient buffer on the next call
-        history[0][lo:hi] = activation
-        start_norm_out[lo:hi] = torch.linalg.vector_norm(grad, dim=1)
+        if not objective.fresh_gradients:
+            grad = grad.clone()  # the objective overwrites its gradient buffer on the next call
+        rows = [activation]
+        runs.append((lo, hi, rows))
+        torch.linalg.vector_norm(grad, dim=1, out=start_norm_out[lo:hi])
         rate = torch.full((n,), learning_rate, dtype=starts.dtype, device=device)
+        rate_column = rate[:, None]  # made again only when rate changes
         accepted = torch.zeros(n, dtype=torch.long, device=device)
         rejected = torch.zeros(n, dtype=torch.long, device=device)  # rejections in a row
         step = 0
-        # While every input of the chunk is still running, position is lo .. hi - 1 (history is written
-        # by a slice) and, after a step that every input accepted, no input can have stopped by rejection.
-        contiguous, some_rejected = True, False
+        # After a step that every input accepted, no input can have stopped by rejection.
+        some_rejected = False
         every_accepted = 0  # steps that every input of the chunk accepted, kept out of ``accepted``
         while n > 0:
             # Stationarity is read every step only when the gtol rule needs it; else only for the output.
@@ -451,10 +481,24 @@ def _ascend(
                 converged = rejected >= _MAX_REJECTIONS
                 if ratio is not None and gtol is not None:
                     converged |= ratio <= gtol
-            if converged is not None and (capped or bool(converged.any())):
-                done = torch.ones_like(converged) if capped else converged
-                contiguous = False
-                finished = done.nonzero().squeeze(1)
+            if capped:
+                # Every active input stops: its outputs are written as a whole, without gathering rows.
+                assert converged is not None
+                where: slice | Tensor = slice(lo, hi) if position is None else position
+                x_out[where] = current
+                act_out[where] = activation
+                stationarity_out[where] = (
+                    ratio if ratio is not None else _stationarity(current, grad, norm, box)
+                )
+                steps_out[where] = accepted + every_accepted
+                converged_out[where] = converged
+                last_step[where] = step
+                steps_run = max(steps_run, step)
+                break
+            if converged is not None and bool(converged.any()):
+                if position is None:
+                    position = torch.arange(lo, hi, device=device)
+                finished = converged.nonzero().squeeze(1)
                 where = position[finished]
                 x_out[where] = current[finished]
                 act_out[where] = activation[finished]
@@ -464,25 +508,29 @@ def _ascend(
                     else _stationarity(current[finished], grad[finished], norm, box)
                 )
                 steps_out[where] = accepted[finished] + every_accepted
-                converged_out[where] = converged[finished]
+                converged_out[where] = True
                 last_step[where] = step
-                kept = (~done).nonzero().squeeze(1)
+                steps_run = max(steps_run, step)
+                kept = (~converged).nonzero().squeeze(1)
                 n = kept.numel()
                 if n == 0:
                     break
                 position, activation, rate = position[kept], activation[kept], rate[kept]
                 accepted, rejected, grad = accepted[kept], rejected[kept], grad.index_select(0, kept)
+                rate_column = rate[:, None]
                 objective.keep(kept)
                 # The surviving inputs move into the spare buffer, which then becomes the current one.
                 current = torch.index_select(current, 0, kept, out=spare_buffer[:n])
                 current_buffer, spare_buffer = spare_buffer, current_buffer
+                spare = spare_buffer[:n]
             step += 1
-            trial = torch.addcmul(current, rate[:, None], grad, out=spare_buffer[:n])
-            _project_(trial, norm, box)
+            trial = torch.addcmul(current, rate_column, grad, out=spare)
+            _project_(trial, scale, box)
             trial_activation, trial_grad = objective.evaluate(trial)
             better = trial_activation > activation
             if bool(better.all()):
-                current, current_buffer, spare_buffer = trial, spare_buffer, current_buffer
+                current, spare = trial, current
+                current_buffer, spare_buffer = spare_buffer, current_buffer
                 activation = trial_activation
                 if objective.fresh_gradients:
                     grad = trial_grad
@@ -501,19 +549,19 @@ def _ascend(
                 accepted += better.long()
                 rejected = torch.where(better, 0, rejected + 1)
                 rate = torch.where(better, rate, rate * 0.5)
-            if step == len(history):
-                # Rows of history come in blocks: one allocation every _HISTORY_BLOCK steps, not every step.
-                history.extend(like.new_empty(_HISTORY_BLOCK, total).unbind(0))
-            if contiguous:
-                history[step][lo:hi] = activation
+                rate_column = rate[:, None]
+            if position is None:
+                rows.append(activation)
             else:
-                history[step][position] = activation
+                scattered.append((step, position, activation))
 
     # Entries after an input stopped were never written: they hold its final activation.
-    history = history[: int(last_step.max()) + 1] if total else history[:1]  # drop unused block rows
-    step_index = torch.arange(len(history), device=device)[:, None]
-    held = torch.where(step_index > last_step[None, :], act_out[None, :], torch.stack(history))
-    return _Run(x_out, act_out, steps_out, converged_out, held, start_norm_out, stationarity_out)
+    history = act_out.repeat(steps_run + 1, 1)
+    for lo, hi, rows in runs:
+        history[: len(rows), lo:hi] = torch.stack(rows)
+    for step, where, values in scattered:
+        history[step, where] = values
+    return _Run(x_out, act_out, steps_out, converged_out, history, start_norm_out, stationarity_out)
 
 
 # ------------------------------------------------------------------------------------------- validation
@@ -1012,8 +1060,7 @@ def _maximize_paper(
         starts, owners = rows_of(unit_list)
         n_reference = n_layer_units if lr_selection_units is None else min(lr_selection_units, n_layer_units)
         reference = list(range(n_reference))
-        reference_starts, reference_owners = rows_of(reference)
-        chunk = chunk_size if chunk_size is not None else max(owners.numel(), reference_owners.numel())
+        chunk = chunk_size if chunk_size is not None else max(len(unit_list), n_reference) * restarts
 
         def ascend(rate: float, unit_starts: _Starts = starts, rows: Tensor = owners) -> _Run:
             return _ascend(
@@ -1028,10 +1075,8 @@ def _maximize_paper(
                 chunk=chunk,
             )
 
-        def reference_median() -> float:
-            return float(
-                _gradient_norms(evaluator, reference_starts, reference_owners, norm, box, chunk).median()
-            )
+        def reference_median(unit_starts: _Starts, rows: Tensor) -> float:
+            return float(_gradient_norms(evaluator, unit_starts, rows, norm, box, chunk).median())
 
         with torch.no_grad():
             # The layer's scale of gradients, on its reference units whatever was requested: it sets the
@@ -1041,7 +1086,10 @@ def _maximize_paper(
                 # Each unit's starts depend on its index alone, so a run that holds every reference unit
                 # has already evaluated their starts: one gradient evaluation of the batch fewer.
                 row_of = {u: p for p, u in enumerate(unit_list)}
-                if all(u in row_of for u in reference):
+                if all(row_of.get(u) == u for u in reference):
+                    # The reference units lead the request: their rows are the first ones.
+                    median = float(run.start_gradient_norm[: n_reference * restarts].median())
+                elif all(u in row_of for u in reference):
                     rows = torch.tensor(
                         [row_of[u] * restarts + r for u in reference for r in range(restarts)],
                         dtype=torch.long,
@@ -1049,9 +1097,10 @@ def _maximize_paper(
                     )
                     median = float(run.start_gradient_norm.index_select(0, rows).median())
                 else:
-                    median = reference_median()
+                    median = reference_median(*rows_of(reference))
             else:
-                median = reference_median()
+                reference_starts, reference_owners = rows_of(reference)
+                median = reference_median(reference_starts, reference_owners)
                 if not math.isfinite(median):
                     raise UnitlensError(
                         f"the gradient at the starts is not finite ({median}): the model's weights or "
