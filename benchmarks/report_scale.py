@@ -19,12 +19,33 @@ What it does:
    not compress as real ones do (the report zlib-compresses its 8-bit images). Each unit has a smooth
    random pattern (a 1/f^1.5 random field plus pixel noise); layer 1 is AM's closed form (every restart is
    the normalised filter, the linear combination the filter itself); on higher layers 70 % of units have
-   restarts that reach the same optimum and the rest restarts of their own; MNIST exemplars are sparse
-   strokes in [0, 1] and its DBN samples binary, patches are signed fields. The table prints the images'
-   raw 8-bit size beside ``data.js`` so the compression can be judged (at 1000 units ``data.js`` is 0.75
-   of that raw size, base64's 4/3 included: zlib about halves the images, as the report's builder
-   says of real results). The AM step history (``am_history``, which the report does not carry) keeps
-   10 steps to keep the ``.npz`` files small. Random data from a fixed seed (0).
+   restarts that reach the same optimum and the rest restarts of their own; MNIST's DBN samples are
+   binary. The AM step history (``am_history``, which the report does not carry) keeps 10 steps to keep
+   the ``.npz`` files small. Random data from a fixed seed (0).
+
+   **Exemplars are rows of a training set**, as a real study's are (``unitlens.study``: ``exemplars`` is
+   ``data.x_train[exemplars.indices]``, each unit's top 9 training rows by its pre-sigmoid activation,
+   ``unitlens.visualize.exemplars.top_exemplars``). So units share rows, and the same rows recur across
+   a data set's layers and its two models; the report stores identical images of a layer once, so
+   drawing every exemplar independently (as this benchmark once did) overstated the report's size.
+   Per data set there is one pool of ``POOL_ROWS`` = 10,000 synthetic training rows (``training_pool``,
+   its own seed), each row following the image model the exemplars had: MNIST sparse strokes in [0, 1]
+   (mostly exactly 0) with a random digit label, patches signed 1/f^1.5 fields plus pixel noise. A unit's
+   activation of a row is the dot product of its pattern with it (float32, a chunk of units at a time,
+   ``top_rows``); its 9 exemplars are the 9 rows with the highest, strongest first,
+   ``exemplar_activations`` those values and ``exemplar_labels`` (MNIST) the rows' labels. The table's
+   last column is the share of a layer's exemplars that are distinct rows. Measured at 1000 units (9000
+   exemplars per layer): 0.35-0.37 on MNIST's layers (strokes with more ink have larger dot products, so
+   a few rows win for many units), 0.49-0.51 on the patches' layers; over all six layers of a data set's
+   two stacks, 0.11 of the exemplars are distinct on MNIST (6,096 of the pool's 10,000 rows), 0.15 on
+   patches (8,371) and patches20 (8,045). At 100 units the layers' shares are 0.80-0.92.
+
+   The table prints the images' raw 8-bit size beside the data files (``report/data/*.js``: ``index.js``,
+   per stack and layer an index file and its chunks of 100 units, and one table of exemplars per data
+   set) so the compression can be judged. Measured 2026-12-04 at 1000 units: the data files are 69 MB,
+   0.34 of the images' 205 MB of raw levels (each exemplar stored once per data set, the bytes travel
+   unencoded; MNIST's binary samples compress about ninefold, the noisy patches' images hardly at all:
+   the 20x20 DBN's 18 clamped samples per unit are 7 MB of each of its layers 2 and 3).
 2. **The report**: ``unitlens.render.report.write_report(RUN)`` (no figures: ``figures/manifest.json`` is
    absent and the report says so; a ``run.json`` is written).
 3. **The browser**: headless Chromium through Selenium (the test's flags plus
@@ -38,11 +59,14 @@ What it does:
 Figures (each measured once):
 
 - ``report_mb``: the size on disk of the whole ``RUN/report/`` folder, in MB (10^6 bytes). Budget <= 60.
+  Also printed, not budgeted: the data files' total (``report/data/*.js``), the number of layer files
+  and the largest one, and each state's layer file in the state table.
 - ``first_paint_s``: ``first-contentful-paint`` from ``performance.getEntriesByType('paint')``, seconds
   from navigation start. Budget < 1.
 - ``worst_layer_s``: the slowest of the 18 stack/layer states' "time to usable". **Readiness condition**:
-  the explorer sets ``data-shown="STACK/LAYER/UNIT"`` on ``#unit-view`` right after it has decoded the
-  layer's images and drawn the unit's panels on their canvases (``render()`` in ``explorer.js``); a state is
+  the explorer sets ``data-shown="STACK/LAYER/UNIT"`` on ``#unit-view`` right after it has loaded the
+  layer's index file, drawn its unit index, loaded the unit's chunk of images and drawn the unit's panels
+  on their canvases (``showUnit()`` in ``explorer.js``); a state is
   usable at the next frame painted after ``#unit-view`` shows ``STACK/LAYER/...``. Each state is chosen
   through the explorer's own controls, ``<select>`` elements ``#pick-dataset``, ``#pick-model`` and
   ``#pick-layer`` (Selenium's ``Select``, as a user would), in an order where each state needs exactly one
@@ -61,17 +85,21 @@ Figures (each measured once):
   array buffers that hold the decoded images) and the proportional set size (``Pss``) of all of the
   session's Chromium processes. Without ``/proc``, ``memory_mb`` is the JS heap, and the table says so.
 
-A full run (1000 units) takes about 1.5 minutes on 2 cores: about 10 s to generate the results, a minute
-for ``write_report``, 6 s in the browser; Python peaks at about 1.6 GB (``write_report`` holds every
-stack's results at once), the run folder at about 1 GB on disk (removed at the end unless ``--keep`` or
-``--out``).
+A full run (1000 units) takes under a minute on 2 idle cores: about 10 s to generate the results, 16 s
+for ``write_report`` (printed, not budgeted), 9 s in the browser;
+Python peaks at about 1.6 GB (``write_report`` holds every stack's results
+at once), the run folder at about 1 GB on disk (removed at the end unless ``--keep`` or ``--out``).
 
 Every figure is a single measurement on a shared, noisy machine (timings vary by tens of percent from run
 to run; run it with ``nice`` when other work shares the machine), not a median. The table shows each
 figure beside its budget with MET or MISSED; the last line is JSON: ``report_mb``, ``first_paint_s``,
 ``worst_layer_s``, ``memory_mb`` (null where a figure could not be measured, with the reason printed),
-``units`` and ``budgets_met``. Where the page's structure changes (other ids, no ``data-shown``), the
-benchmark says which element or marker it could not find and reports null rather than failing.
+``units`` and ``budgets_met``, then what else was measured (``write_report_s``, ``data_mb``,
+``layer_files``, ``largest_layer_file_mb``, ``distinct_exemplars`` per ``STACK/LAYER``, ...), the
+problems and the page's SEVERE console entries (``console_errors``, also printed above the JSON line:
+JavaScript errors and files that failed to load). Where the page's structure changes (other ids, no
+``data-shown``), the benchmark says which element or marker it could not find and reports null rather
+than failing.
 """
 
 from __future__ import annotations
@@ -114,6 +142,8 @@ MAX_STEPS = 1000  # StudyConfig.max_steps: a restart that took this many steps w
 FLAT_SHARE = 0.02
 AGREE_SHARE = 0.7  # units of layers >= 2 whose restarts reach the same optimum
 SEED = 0
+POOL_ROWS = 10_000  # each data set's synthetic training set, the rows its exemplars are drawn from
+DATASETS = ("mnist", "patches", "patches20")
 # The results' image fields (unitlens.results), all of which the report shows.
 IMAGE_FIELDS = ("filters", "am_x", "samples", "samples_mean", "lc", "exemplars")
 
@@ -145,6 +175,7 @@ SHOWN_ATTRIBUTE = "data-shown"
 PICK_DATASET_ID = "pick-dataset"  # <select>, option values: data set names ("mnist")
 PICK_MODEL_ID = "pick-model"  # <select>, option values: stack names ("mnist-dbn")
 PICK_LAYER_ID = "pick-layer"  # <select>, option values: layer numbers ("1")
+INDEX_FILE = "index.js"  # report/data/index.js: window.X = {"stacks": [{"name", "layers": [{"key"}]}]}
 
 # Runs in the page before any of its scripts (Page.addScriptToEvaluateOnNewDocument), or after the load
 # when that command fails. Times are performance.now(), milliseconds from navigation start.
@@ -216,10 +247,68 @@ def restart_mean_cosine(am_x: np.ndarray) -> np.ndarray:
     return ((gram.sum(axis=(1, 2)) - r) / (r * (r - 1))).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class TrainingPool:
+    """A data set's synthetic training set: ``x`` (POOL_ROWS, d) float32, ``labels`` (POOL_ROWS,) or None."""
+
+    x: np.ndarray
+    labels: np.ndarray | None
+
+
+def training_pool(dataset: str, shape: tuple[int, int], rows: int = POOL_ROWS) -> TrainingPool:
+    """The rows a data set's exemplars are drawn from, shared by its two models and all their layers.
+
+    Each row follows the image model the exemplars had before the pool: MNIST sparse strokes in [0, 1]
+    (mostly exactly 0) with a digit label, patches signed 1/f^1.5 fields plus pixel noise. Its own seed
+    (``SEED`` and the data set's place in ``DATASETS``), so the pool does not depend on the stacks' order.
+    """
+    rng = np.random.default_rng([SEED, DATASETS.index(dataset)])
+    if dataset == "mnist":  # digits: sparse strokes in [0, 1], mostly exactly 0
+        strokes = _sigmoid(4.0 * (smooth_fields(rng, rows, shape) - 1.0))
+        x = np.where(strokes < 0.05, 0.0, strokes).astype(np.float32)
+        return TrainingPool(x, rng.integers(0, 10, size=rows))
+    x = smooth_fields(rng, rows, shape)  # whitened patches: signed
+    x += _noise(rng, x.shape, 0.2)
+    return TrainingPool(x, None)
+
+
+def top_rows(patterns: np.ndarray, x: np.ndarray, k: int, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Each pattern's ``k`` rows of ``x`` with the largest dot product, strongest first (ties: lower row).
+
+    Args:
+        patterns: (U, d) float32, the units' weight patterns; the activation of row ``x[n]`` is
+            ``patterns[i] @ x[n]`` (float32, a chunk of units at a time), like a unit's pre-sigmoid input.
+        x: (N, d) float32, the training pool.
+
+    Returns:
+        ``(indices, activations)``: (U, k) int64 rows and (U, k) float32 activations, descending.
+    """
+    u = patterns.shape[0]
+    k = min(k, x.shape[0])
+    indices = np.empty((u, k), dtype=np.int64)
+    values = np.empty((u, k), dtype=np.float32)
+    xt = np.ascontiguousarray(x.T, dtype=np.float32)
+    for start in range(0, u, chunk):
+        act = patterns[start : start + chunk].astype(np.float32) @ xt  # (m, N)
+        part = np.sort(np.argpartition(-act, k - 1, axis=1)[:, :k], axis=1)  # sorted rows: stable ties
+        vals = np.take_along_axis(act, part, axis=1)
+        order = np.argsort(-vals, axis=1, kind="stable")
+        indices[start : start + chunk] = np.take_along_axis(part, order, axis=1)
+        values[start : start + chunk] = np.take_along_axis(vals, order, axis=1)
+    return indices, values
+
+
 def synthetic_layer(
-    rng: np.random.Generator, dataset: str, model: str, j: int, units: int, shape: tuple[int, int]
-) -> LayerResults:
-    """One layer's results with the fields and dtypes a real study writes (see the module docstring)."""
+    rng: np.random.Generator,
+    dataset: str,
+    model: str,
+    j: int,
+    units: int,
+    shape: tuple[int, int],
+    pool: TrainingPool,
+) -> tuple[LayerResults, np.ndarray]:
+    """One layer's results with the fields and dtypes a real study writes (see the module docstring), and
+    its exemplars' rows of ``pool`` (U, EXEMPLARS)."""
     u, r, d = units, RESTARTS, shape[0] * shape[1]
     base = smooth_fields(rng, u, shape) + _noise(rng, (u, d), 0.1)  # the unit's own pattern
     if j == 1:  # AM's closed form: every restart reaches the normalised filter
@@ -235,12 +324,8 @@ def synthetic_layer(
     us = min(SELECTIVITY_UNITS, u)
     flat = (rng.uniform(size=u) < FLAT_SHARE).astype(np.int64)
     dead = flat * (rng.uniform(size=u) < 0.5).astype(np.int64)
-    if dataset == "mnist":  # digits: sparse strokes in [0, 1], mostly exactly 0
-        strokes = _sigmoid(4.0 * (smooth_fields(rng, u * EXEMPLARS, shape) - 1.0))
-        exemplars = np.where(strokes < 0.05, 0.0, strokes).astype(np.float32).reshape(u, EXEMPLARS, d)
-    else:  # whitened patches: signed
-        exemplars = smooth_fields(rng, u * EXEMPLARS, shape).reshape(u, EXEMPLARS, d)
-        exemplars += _noise(rng, exemplars.shape, 0.2)
+    # The exemplars: rows of the data set's training pool, each unit's top EXEMPLARS by its activation.
+    indices, top = top_rows(base, pool.x, EXEMPLARS)
     fields_: dict[str, np.ndarray] = {
         "units": np.arange(u, dtype=np.int64),
         "am_x": am_x,
@@ -253,10 +338,8 @@ def synthetic_layer(
         "am_best": activation.argmax(axis=1).astype(np.int64),
         # Layer 1's linear combination is the filter itself; higher layers' a blend of lower filters.
         "lc": base.copy() if j == 1 else base + 0.5 * smooth_fields(rng, u, shape) + _noise(rng, (u, d), 0.1),
-        "exemplars": exemplars,
-        "exemplar_activations": -np.sort(-rng.normal(3.0, 1.0, size=(u, EXEMPLARS)), axis=1).astype(
-            np.float32
-        ),
+        "exemplars": pool.x[indices],
+        "exemplar_activations": top,
         "selectivity": (sel := _column_normalised(rng, us)),
         "selectivity_margin": _margin(sel),
         "exemplar_selectivity": _column_normalised(rng, us),
@@ -279,9 +362,9 @@ def synthetic_layer(
         fields_["samples"] = samples
         fields_["samples_mean"] = samples.mean(axis=1)
         fields_["samples_vs_am"] = rng.uniform(-0.2, 0.9, size=u).astype(np.float32)
-    if dataset == "mnist":
-        fields_["exemplar_labels"] = rng.integers(0, 10, size=(u, EXEMPLARS))
-    return LayerResults(**fields_)
+    if pool.labels is not None:
+        fields_["exemplar_labels"] = pool.labels[indices]
+    return LayerResults(**fields_), indices
 
 
 def _correlations(r: np.ndarray) -> dict[str, Any]:
@@ -377,27 +460,95 @@ def layer_summary(j: int, a: LayerResults) -> dict[str, Any]:
     return out
 
 
-def write_results(run: Path, units: int, layers: int) -> tuple[int, int]:
-    """Write every stack's ``results/NAME.npz`` and ``NAME.json`` and ``run.json``; return the bytes of the
-    .npz files and the pixels of the images the report carries (its uncompressed 8-bit size). One stack at
-    a time, so memory stays at about one stack's arrays."""
+@dataclass
+class Synthetic:
+    """What ``write_results`` wrote: the .npz files' bytes, the report's images' raw 8-bit size (one byte
+    per pixel), and the exemplars' rows of each data set's pool per ``(stack, layer)``' (U, EXEMPLARS)."""
+
+    npz_bytes: int = 0
+    pixels: int = 0
+    exemplar_rows: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
+
+    def distinct_share(self, stack: str, layer: int) -> float:
+        """The share of a layer's exemplars that are distinct rows (1: no two units share one)."""
+        rows = self.exemplar_rows[(stack, layer)]
+        return np.unique(rows).size / rows.size
+
+    def dataset_share(self, dataset: str) -> tuple[float, int]:
+        """Over all layers of a data set's stacks: the share of exemplars that are distinct rows, and the
+        number of distinct rows."""
+        rows = [v for (name, _), v in self.exemplar_rows.items() if name.rsplit("-", 1)[0] == dataset]
+        n = np.unique(np.concatenate([r.ravel() for r in rows])).size
+        return n / sum(r.size for r in rows), n
+
+
+def write_results(run: Path, units: int, layers: int) -> Synthetic:
+    """Write every stack's ``results/NAME.npz`` and ``NAME.json`` and ``run.json``. One stack at a time
+    (and one data set's training pool), so memory stays at about one stack's arrays."""
     rng = np.random.default_rng(SEED)
-    total = pixels = 0
+    out = Synthetic()
+    pool: TrainingPool | None = None
+    pool_of = ""
     for name, shape in STACKS.items():
         dataset, model = name.split("-")
-        per_layer = {j: synthetic_layer(rng, dataset, model, j, units, shape) for j in range(1, layers + 1)}
+        if dataset != pool_of:
+            pool, pool_of = training_pool(dataset, shape), dataset
+        assert pool is not None
+        per_layer = {}
+        for j in range(1, layers + 1):
+            per_layer[j], out.exemplar_rows[(name, j)] = synthetic_layer(
+                rng, dataset, model, j, units, shape, pool
+            )
         summary = {"layers": [layer_summary(j, a) for j, a in per_layer.items()]}
-        pixels += sum(v.size for a in per_layer.values() for k, v in a.arrays() if k in IMAGE_FIELDS)
+        out.pixels += sum(v.size for a in per_layer.values() for k, v in a.arrays() if k in IMAGE_FIELDS)
         results = StackResults(image_shape=shape, layers=per_layer, summary=summary, source=name)
-        total += results.save(run / "results" / f"{name}.npz").stat().st_size
+        out.npz_bytes += results.save(run / "results" / f"{name}.npz").stat().st_size
         del per_layer, results
     facts = {"seed": SEED, "preset": f"report_scale ({units} units)", "versions": {}, "seconds": {}}
     (run / "run.json").write_text(json.dumps(facts) + "\n", encoding="utf-8")
-    return total, pixels
+    return out
 
 
 def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+@dataclass
+class DataFiles:
+    """The report's data files: ``report/data/*.js`` (``index.js`` and one file per stack and layer)."""
+
+    total_bytes: int = 0  # every report/data/*.js
+    layer_files: int = 0  # report/data/*.js but index.js: layer index files, their chunks, shared tables
+    largest_bytes: int = 0
+    largest_name: str = ""
+    per_layer: dict[tuple[str, int], int] = field(default_factory=dict)  # (stack, layer) -> file bytes
+    problems: list[str] = field(default_factory=list)
+
+
+def data_files(report: Path) -> DataFiles:
+    """Sizes of ``report/data/*.js``; which file is which stack and layer, from ``data/index.js``."""
+    out = DataFiles()
+    data = report / "data"
+    files = sorted(data.glob("*.js")) if data.is_dir() else []
+    if not files:
+        out.problems.append(f"no {data}/*.js: the report's data files were not found")
+        return out
+    out.total_bytes = sum(f.stat().st_size for f in files)
+    layers = [f for f in files if f.name != INDEX_FILE]
+    out.layer_files = len(layers)
+    if layers:
+        largest = max(layers, key=lambda f: f.stat().st_size)
+        out.largest_bytes, out.largest_name = largest.stat().st_size, largest.name
+    try:
+        text = (data / INDEX_FILE).read_text(encoding="ascii")
+        doc = json.loads(text[text.index("=") + 1 :].strip().rstrip(";"))
+        for stack in doc["stacks"]:
+            for entry in stack["layers"]:
+                # A layer's index file and its chunks of images (KEY.js, KEY-cN.js); "bytes" is their sum.
+                out.per_layer[(stack["name"], int(entry["layer"]))] = int(entry["bytes"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        out.problems.append(f"could not read the stacks' layer files from {data / INDEX_FILE}: {exc!r}")
+    return out
 
 
 # ------------------------------------------------------------------------------------------ browser
@@ -721,13 +872,15 @@ def browse(index: Path, states: list[tuple[str, int]], timeout: float) -> Browse
         heap = browser.execute_script("return performance.memory ? performance.memory.usedJSHeapSize : null;")
         figures.js_heap_mb = None if heap is None else heap / 2**20
         chromium_memory(driver_pid, figures)
-        figures.console_errors = [
-            e["message"][:300] for e in browser.get_log("browser") if e["level"] == "SEVERE"
-        ]
     except WebDriverException as exc:
         figures.problems.append(f"the browser failed: {type(exc).__name__}: {exc.msg or exc}")
     finally:
         if browser is not None:
+            # The page's SEVERE console entries (JavaScript errors, failed loads), however the run ended.
+            with contextlib.suppress(WebDriverException):
+                figures.console_errors = [
+                    e["message"][:500] for e in browser.get_log("browser") if e["level"] == "SEVERE"
+                ]
             with contextlib.suppress(WebDriverException):
                 browser.quit()
         shutil.rmtree(profile, ignore_errors=True)
@@ -784,30 +937,43 @@ def main() -> None:
             f"run folder {run}"
         )
         t = time.perf_counter()
-        npz_bytes, pixels = write_results(run, args.units, args.layers)
+        synthetic = write_results(run, args.units, args.layers)
         generate_s = time.perf_counter() - t
-        print(f"  synthetic results: {npz_bytes / 1e6:.0f} MB of .npz in {generate_s:.1f} s", flush=True)
+        print(
+            f"  synthetic results: {synthetic.npz_bytes / 1e6:.0f} MB of .npz in {generate_s:.1f} s",
+            flush=True,
+        )
         t = time.perf_counter()
         index = write_report(run)
         report_s = time.perf_counter() - t
         report_bytes = folder_bytes(index.parent)
-        data_bytes = (
-            (index.parent / "data.js").stat().st_size if (index.parent / "data.js").exists() else None
+        data = data_files(index.parent)
+        print(
+            f"  write_report: {report_bytes / 1e6:.1f} MB in {report_s:.1f} s "
+            f"({data.layer_files} layer files)",
+            flush=True,
         )
-        print(f"  write_report: {report_bytes / 1e6:.1f} MB in {report_s:.1f} s", flush=True)
         print(f"  browser: {n_states} stack/layer states", flush=True)
         states = visit_order(list(STACKS), args.layers)
         browser = browse(index, states, args.timeout)
         print(f"  browser run: {browser.seconds:.1f} s", flush=True)
         print()
 
-        print(f"{'state':<22} {'chosen by':<42} {'shown':>9} {'usable':>9}")
+        print(f"{'state':<22} {'chosen by':<42} {'shown':>9} {'usable':>9} {'file':>9} {'distinct ex.':>12}")
         for timing in browser.layers:
             state = f"{timing.stack} layer {timing.layer}"
+            size = data.per_layer.get((timing.stack, timing.layer))
+            share = synthetic.distinct_share(timing.stack, timing.layer)
             line = (
-                f"{state:<22} {timing.how:<42} {_fmt(timing.shown_s, 's'):>9} {_fmt(timing.usable_s, 's'):>9}"
+                f"{state:<22} {timing.how:<42} {_fmt(timing.shown_s, 's'):>9} "
+                f"{_fmt(timing.usable_s, 's'):>9} {_fmt(None if size is None else size / 1e6, 'MB'):>9} "
+                f"{share:>12.3f}"
             )
             print(line + (f"  ({timing.problem})" if timing.problem else ""))
+        print(
+            "(file: the layer's data file; distinct ex.: distinct training rows / the layer's "
+            f"{args.units * EXEMPLARS} exemplars)"
+        )
         print()
 
         worst = browser.worst_layer_s
@@ -830,9 +996,14 @@ def main() -> None:
         if not complete:
             figures["worst_layer_s"] = None
             figures["memory_mb"] = None
-        data_note = f"data.js {data_bytes / 1e6:.1f} MB" if data_bytes is not None else "no data.js"
+        data_note = (
+            f"data files {data.total_bytes / 1e6:.1f} MB, largest {data.largest_name} "
+            f"{data.largest_bytes / 1e6:.1f} MB"
+            if data.total_bytes
+            else "no data files"
+        )
         notes = {
-            "report_mb": f"{data_note}; images {pixels / 1e6:.0f} MB as raw 8-bit levels",
+            "report_mb": f"{data_note}; images {synthetic.pixels / 1e6:.0f} MB as raw 8-bit levels",
             "first_paint_s": (
                 f"DOMContentLoaded {_fmt(browser.dom_content_loaded_s, 's')}, "
                 f"load {_fmt(browser.load_s, 's')}"
@@ -861,7 +1032,20 @@ def main() -> None:
         print(
             f"generation {generate_s:.1f} s, write_report {report_s:.1f} s, browser {browser.seconds:.1f} s"
         )
-        for problem in browser.problems:
+        print(
+            f"data files: {data.layer_files} layer files + {INDEX_FILE}, {data.total_bytes / 1e6:.1f} MB "
+            f"({data.total_bytes / max(synthetic.pixels, 1):.2f} of the images' raw 8-bit size), largest "
+            f"{data.largest_name} {data.largest_bytes / 1e6:.2f} MB"
+        )
+        shares = {name: synthetic.dataset_share(name) for name in DATASETS}
+        print(
+            "distinct exemplars per data set, over its 2 stacks' layers: "
+            + ", ".join(
+                f"{name} {share:.3f} ({rows} of {POOL_ROWS} pool rows)"
+                for name, (share, rows) in shares.items()
+            )
+        )
+        for problem in data.problems + browser.problems:
             print(f"problem: {problem}")
         for message in browser.console_errors:
             print(f"console error: {message}")
@@ -883,9 +1067,18 @@ def main() -> None:
             "page_ready_s": rounded(browser.page_ready_s, 3),
             "generate_s": round(generate_s, 1),
             "write_report_s": round(report_s, 1),
+            "data_mb": rounded(data.total_bytes / 1e6, 2),
+            "layer_files": data.layer_files,
+            "largest_layer_file_mb": rounded(data.largest_bytes / 1e6, 2),
+            "distinct_exemplars": {
+                f"{stack}/{j}": round(synthetic.distinct_share(stack, j), 3)
+                for stack, j in synthetic.exemplar_rows
+            },
             "browser_s": round(browser.seconds, 1),
-            "problems": browser.problems
+            "problems": data.problems
+            + browser.problems
             + [f"{t.stack}/{t.layer}: {t.problem}" for t in browser.layers if t.problem],
+            "console_errors": browser.console_errors,
         }
         print(json.dumps(result))
     finally:

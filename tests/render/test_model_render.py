@@ -7,6 +7,7 @@ stationarity for ``lucid``; no paper stack, so no claims.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from pathlib import Path
@@ -37,7 +38,8 @@ from unitlens.render.figures import (
     write_figures,
 )
 from unitlens.render.png import load_png
-from unitlens.render.report.builder import DATA_GLOBAL, _order_key, decode_images, quantise_images
+from unitlens.render.report.builder import INDEX_GLOBAL, _order_key
+from unitlens.render.report.layer_files import quantise_images, read_layer, read_shared_file
 from unitlens.render.tiles import tile_images, upscale
 from unitlens.reproduce import render_run
 from unitlens.results import StackResults
@@ -47,9 +49,9 @@ FIGURES = {f"{NAME}-{recipe}-{kind}.png" for recipe in RECIPES for kind in ("lay
 }
 
 
-def _payload(run: Path) -> dict[str, Any]:
-    text = (run / "report" / "data.js").read_text(encoding="utf-8")
-    prefix = f"window.{DATA_GLOBAL} = "
+def _index(run: Path) -> dict[str, Any]:
+    text = (run / "report" / "data" / "index.js").read_text(encoding="ascii")
+    prefix = f"window.{INDEX_GLOBAL} = "
     assert text.startswith(prefix) and text.endswith(";\n")
     return json.loads(text[len(prefix) : -2])
 
@@ -236,7 +238,7 @@ def test_one_recipe_gives_no_recipes_figure_and_grey_models_give_grey_figures(tm
 def test_the_report_lists_the_model_its_layers_and_recipes_without_claims(
     rendered_user_model_run: UserModelRun,
 ) -> None:
-    text = (rendered_user_model_run.root / "report" / "index.html").read_text(encoding="utf-8")
+    text = html.unescape((rendered_user_model_run.root / "report" / "index.html").read_text(encoding="ascii"))
     for word in ("conv1", "conv2", "lucid", "paper recipe", DESCRIPTION):
         assert word in text, word
     assert "no paper claims for this model" in text and 'id="claims-table"' not in text
@@ -256,13 +258,13 @@ def test_the_report_lists_the_model_its_layers_and_recipes_without_claims(
     assert f'src="../figures/{NAME}-recipes.png"' in text
 
 
-def test_the_explorer_payload_carries_rgb_images_that_decode_to_the_saved_ones(
+def test_the_layer_files_carry_rgb_images_that_decode_to_the_saved_ones(
     rendered_user_model_run: UserModelRun,
 ) -> None:
     run = rendered_user_model_run
-    payload = _payload(run.root)
-    assert payload["format"] == 2
-    stacks = {s["name"]: s for s in payload["stacks"]}
+    index = _index(run.root)
+    assert index["format"] == 3
+    stacks = {s["name"]: s for s in index["stacks"]}
     assert list(stacks) == [f"{NAME}-paper", f"{NAME}-lucid"]
     for recipe in RECIPES:
         stack = stacks[f"{NAME}-{recipe}"]
@@ -271,32 +273,33 @@ def test_the_explorer_payload_carries_rgb_images_that_decode_to_the_saved_ones(
         assert stack["channels"] == 3 and stack["spatial"] == [8, 8] and stack["image_shape"] == [3, 8, 8]
         assert [layer["name"] for layer in stack["layers"]] == list(LAYER_NAMES)
         saved = StackResults.load(run.npz(recipe))
-        for layer in stack["layers"]:
-            arrays = saved.layers[layer["layer"]]
-            assert set(layer["images"]) == {"am_x", "exemplars"}  # no filters, lc or samples
+        files = {}
+        data = run.root / "report" / "data"
+        shared = {p.stem: read_shared_file(p.read_bytes()) for p in data.glob("e*.js")}
+        for entry in stack["layers"]:
+            chunks = {p.stem: p.read_bytes() for p in data.glob(f"{entry['key']}-c*.js")}
+            layer = read_layer((data / f"{entry['key']}.js").read_bytes(), chunks, shared)
+            files[entry["layer"]] = layer
+            arrays = saved.layers[entry["layer"]]
+            assert set(layer.levels) == {"am_x", "exemplars"}  # no filters, lc or samples
             for key in ("am_x", "exemplars"):
-                entry = layer["images"][key]
+                info = layer.meta["kinds"][key]
                 x = getattr(arrays, key)
                 k = x.shape[0] * x.shape[1]
-                q = decode_images(entry["data"], (k, *IMAGE_SHAPE))
+                q = layer.levels[key]
                 flat = x.reshape(k, -1)
                 # Channel-major and scaled per image over its three channels together.
-                assert (
-                    np.abs(q.reshape(k, -1) / 255.0 - _reference(flat, entry["signed"])).max()
-                    <= 0.5 / 255 + 1e-9
-                )
-                np.testing.assert_array_equal(
-                    q.reshape(k, -1), quantise_images(flat, IMAGE_SHAPE, entry["signed"])
-                )
-            numbers = layer["numbers"]
+                assert np.abs(q / 255.0 - _reference(flat, info["signed"])).max() <= 0.5 / 255 + 1e-9
+                np.testing.assert_array_equal(q, quantise_images(flat, IMAGE_SHAPE, info["signed"]))
+            numbers = layer.meta["numbers"]
             assert numbers["flat"] == arrays.flat.tolist()  # type: ignore[union-attr]
             assert len(numbers["restart_mean_cosine"]) == UNITS
             stationarity = numbers["am_stationarity"]
             assert len(stationarity) == UNITS and len(stationarity[0]) == RESTARTS
             if recipe == "lucid":
                 assert all(v is None for row in stationarity for v in row)  # NaN travels as null
-            assert ("selectivity" in layer) == (layer["layer"] == 1)
-        assert stack["layers"][1]["numbers"]["dead"][1] == 1
+            assert ("selectivity" in layer.meta) == (entry["layer"] == 1)
+        assert files[2].meta["numbers"]["dead"][1] == 1
 
 
 def test_render_run_measures_claims_on_the_paper_stacks_only(

@@ -127,11 +127,14 @@ def run_folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
     (root / "results" / "claims.json").write_text(json.dumps(claims))
     save_png(root / "figures" / "figure1_mnist.png", rng.uniform(0, 1, size=(20, 30)), scale=2)
     save_png(root / "figures" / "figure4_mnist.png", rng.uniform(0, 1, size=(10, 10)))
+    # Not one of the paper's figures; its name sorts first, the manifest lists it in the middle.
+    save_png(root / "figures" / "am_history_mnist-dbn.png", rng.uniform(0, 1, size=(4, 12)))
     write_manifest(
         root / "figures",
         [
-            FigureEntry("figure1_mnist.png", "figure1", "Figure 1 (MNIST)", "mnist"),
             FigureEntry("figure4_mnist.png", "figure4", "Figure 4 (MNIST)", "mnist", "dbn", 2),
+            FigureEntry("am_history_mnist-dbn.png", "am_history", "AM history (MNIST DBN)", "mnist", "dbn"),
+            FigureEntry("figure1_mnist.png", "figure1", "Figure 1 (MNIST)", "mnist"),
         ],
     )
     (root / "run.json").write_text(json.dumps({"seed": 0, "preset": "test", "versions": {}, "seconds": {}}))
@@ -186,13 +189,29 @@ def test_loads_without_console_errors_and_figures_render(page: Any) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
     assert _severe(page) == []
-    images = page.find_elements("css selector", "img")
-    assert len(images) == 2
+    sections = page.execute_script(
+        "return Array.from(document.querySelectorAll('main > section'), s => s.id)"
+    )
+    assert sections == ["claims", "explorer", "figures", "layers", "run"]
+    images = page.find_elements("css selector", "#figures img")
+    assert len(images) == len(page.find_elements("css selector", "img")) == 3
     WebDriverWait(page, WAIT_S).until(
         lambda b: b.execute_script("return Array.from(document.images).every(i => i.complete)")
     )
+    # The paper's figures first, in its order and open, whatever the file names or the manifest's order;
+    # the run's other figures after them, closed.
+    figures = page.find_elements("css selector", "#figures details.paper-figure")
+    assert [f.get_attribute("data-kind") for f in figures] == ["figure1", "figure4", "am_history"]
+    assert [f.get_attribute("open") is not None for f in figures] == [True, True, False]
     widths = page.execute_script("return Array.from(document.images).map(i => i.naturalWidth)")
-    assert widths == [60, 10]  # figure1 at scale 2, figure4 at scale 1, in file-name order
+    assert widths == [60, 10, 12]  # figure1 at scale 2, figure4 and am_history at scale 1
+    # Shown at their native size (never scaled), inside a box that scrolls when a figure is wider.
+    shown = page.execute_script(
+        "return Array.from(document.querySelectorAll('#figures details[open] img'), "
+        "i => [i.clientWidth, i.naturalWidth, getComputedStyle(i.closest('.figure-box'))"
+        ".overflowX])"
+    )
+    assert [tuple(x) for x in shown] == [(60, 60, "auto"), (10, 10, "auto")]
 
 
 def test_claims_table_is_present(page: Any) -> None:

@@ -1,4 +1,4 @@
-"""The browsable static HTML report of a run folder: overview, measured claims and a unit explorer."""
+"""The browsable static HTML report of a run folder: measured claims, a unit browser, figures, tables."""
 
 from unitlens.render.report.builder import write_report
 

@@ -1,14 +1,19 @@
 """Build the browsable static report of a run folder (paper sections 6 and 7).
 
 ``write_report(RUN)`` reads ``RUN/run.json``, ``RUN/results/*.npz`` with their ``.json`` summaries (through
-``unitlens.results.StackResults.load``, which validates them), ``RUN/results/claims.json`` and the figures
-that ``RUN/figures/manifest.json`` lists (``unitlens.render.figures.read_manifest``), and writes into
+``unitlens.results.StackResults.load``, which validates them), ``RUN/results/claims.json``, the fine-tuning
+stage's ``RUN/results/finetune.json``, the study settings of ``RUN/config.toml`` and the figures that
+``RUN/figures/manifest.json`` lists (``unitlens.render.figures.read_manifest``), and writes into
 ``RUN/report/``:
 
-- ``index.html``: the overview (run facts, figures, the measured claims, per-layer summary tables), drawn
-  here in Python so it reads without JavaScript, and the unit explorer's controls;
-- ``data.js``: one statement ``window.UNITLENS_REPORT_DATA = {...};`` whose right-hand side is JSON. It is
-  loaded with a ``<script>`` tag because browsers refuse ``fetch()`` on ``file://`` pages;
+- ``index.html``: the claims, the unit browser's controls, the paper's figures, per-layer tables and the
+  run's provenance, drawn here in Python so they read without JavaScript. It is ASCII (other characters
+  as HTML references) and declares windows-1252, the encoding the layer files' bytes rely on;
+- ``data/index.js``: ``window.UNITLENS_REPORT_INDEX = {...};``, the stacks, their layers and their files;
+- ``data/s{STACK}-l{LAYER}.js`` and its chunks ``data/s{STACK}-l{LAYER}-c{C}.js``, and one table of
+  exemplars per data set, ``data/e{N}.js`` (``unitlens.render.report.layer_files``): a layer's index file
+  is added to the page when the layer is opened, a chunk when one of its units is shown (browsers refuse
+  the fetch API on ``file://`` pages, not ``<script>`` tags);
 - ``explorer.js`` and ``style.css``: static assets copied from this package.
 
 Nothing is fetched from a network: the report opens from disk with no server.
@@ -16,22 +21,15 @@ Nothing is fetched from a network: the report opens from disk with no server.
 The results are the paper's stacks (``mnist-dbn``, ...) and users' own models (``NAME-RECIPE``, one file
 per recipe, with layer names and grey or RGB inputs; ``unitlens.render.figures.split_results_name``).
 Claims are measured on the paper's stacks only: a run of a user's model shows none and says so.
-
-Images travel compactly. Each image is scaled on its own to levels in [0, 1] by the paper's display rule
-(``unitlens.render.tiles``: signed arrays show zero as mid grey; an RGB image's three channels together),
-quantised to uint8 in the results' channel-major order (``(C, H, W)`` flattened: all red levels, then
-green, then blue), and each array of images is zlib-compressed and base64-encoded. The browser inflates it
-with ``DecompressionStream`` (format ``"deflate"`` is zlib's) and draws it on ``<canvas>``. Compression
-halves the payload: AM optima are noisy, but digits, filters and restarts that agree compress well.
 """
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 import math
-import zlib
+import re
+import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -39,9 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import numpy as np
-
-from unitlens.atomic import write_text
+from unitlens.atomic import write_bytes, write_text
 from unitlens.catalogue import DATASET_LABELS, DATASETS, MODEL_LABELS, MODELS
 from unitlens.errors import UnitlensError
 from unitlens.render.figures import (
@@ -51,46 +47,35 @@ from unitlens.render.figures import (
     recipe_order,
     split_results_name,
 )
-from unitlens.render.tiles import tile_images
-from unitlens.results import ImageShape, LayerResults, StackResults, display_shape
+from unitlens.render.report.layer_files import (
+    CHUNK_UNITS,
+    SharedImages,
+    layer_files,
+    quantise_images,
+    shared_file_text,
+)
+from unitlens.results import StackResults, display_shape
 
 __all__ = [
-    "DATA_GLOBAL",
+    "INDEX_GLOBAL",
     "ReportStack",
     "RunContents",
-    "data_js",
-    "decode_images",
-    "encode_images",
-    "explorer_payload",
     "index_html",
+    "index_js",
     "quantise_images",
     "read_run",
+    "report_index",
     "write_report",
 ]
 
-DATA_GLOBAL = "UNITLENS_REPORT_DATA"
-"""The global that ``data.js`` assigns; ``explorer.js`` reads it."""
+INDEX_GLOBAL = "UNITLENS_REPORT_INDEX"
+"""The global that ``data/index.js`` assigns; ``explorer.js`` reads it."""
 
-_DATA_PREFIX = f"window.{DATA_GLOBAL} = "
 _ASSETS = ("explorer.js", "style.css")
+_LEGACY = ("data.js",)  # the single data file of reports before format 3, removed on re-rendering
 
 DATASET_ORDER = DATASETS
 MODEL_ORDER = MODELS
-
-# Image fields (unitlens.results.LayerResults) carried to the explorer, in the order panels show them.
-# Shapes (U, d) or (U, k, d).
-IMAGE_KEYS = ("filters", "am_x", "samples", "samples_mean", "lc", "exemplars")
-# Per-unit numbers carried to the explorer: float arrays (U,) or (U, k), and integer ones.
-FLOAT_KEYS = (
-    "am_activation",
-    "am_stationarity",
-    "exemplar_activations",
-    "restart_mean_cosine",
-    "energy_concentration",
-    "lc_vs_am",
-    "samples_vs_am",
-)
-INT_KEYS = ("units", "am_best", "am_steps", "am_converged", "flat", "dead", "exemplar_labels")
 
 # verdict -> (CSS class, mark, words): the mark and the words tell the states apart without colour.
 _VERDICTS = {
@@ -273,121 +258,49 @@ def read_run(run_dir: str | Path) -> RunContents:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Compact images
+# The index of stacks and layers (data/index.js)
 
 
-def quantise_images(images: np.ndarray, image_shape: ImageShape, signed: bool) -> np.ndarray:
-    """Scale each image on its own for display and quantise it to 8 bits.
+def _study_settings(folder: Path) -> dict[str, Any]:
+    """The study settings the browser names (K of the linear combination), from the run's ``config.toml``.
+
+    A run folder without one (a user model's run, an old folder) or with an unreadable one gives ``{}``:
+    the browser then says "K" without a number rather than guessing.
+    """
+    path = folder / "config.toml"
+    try:
+        with path.open("rb") as f:
+            study = tomllib.load(f).get("study", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}
+    if not isinstance(study, dict):
+        return {}
+    return {k: study[k] for k in ("lc_k", "n_exemplars") if isinstance(study.get(k), int)}
+
+
+def _finetune(folder: Path) -> dict[str, Any] | None:
+    """The fine-tuning stage's AM cosines per ``"MODEL Lj"`` (``results/finetune.json``), or None."""
+    path = folder / "results" / "finetune.json"
+    if not path.is_file():
+        return None
+    doc = _read_json(path)
+    if not isinstance(doc, dict) or not isinstance(doc.get("am_cosine"), dict):
+        raise UnitlensError(f"{path}: expected an object with 'am_cosine': {{\"dbn L2\": ..., ...}}")
+    return {"am_cosine": doc["am_cosine"], "hidden_learning_rate": doc.get("hidden_learning_rate")}
+
+
+def report_index(run: RunContents, layers: Mapping[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """The JSON of ``data/index.js``: every stack, its geometry and its layers' files.
 
     Args:
-        images: ``(n, d)`` real values, d = ``prod(image_shape)``; colour images flattened channel-major.
-        image_shape: ``(h, w)`` grey, or ``(c, h, w)`` with c = 1 or 3.
-        signed: True: ``0.5 + 0.5 * x / max|x|`` (zero is mid grey); False: stretched from min to max
-            (see ``unitlens.render.tiles.scale_tile``). An RGB image's channels share its scale.
+        run: the run folder's contents.
+        layers: stack name -> its layers' index entries (``layer_files.layer_files``).
 
-    Returns:
-        uint8 ``(n, d)`` in the input's order (channel-major for RGB): ``round(255 * scaled)``, within half
-        a level of the scaled value; for vectors ``image_shape`` ``(d,)``, ``(n, h * w)``: their bar plots
-        (``display_shape``), which the explorer draws as grey images.
-    """
-    flat = np.asarray(images, dtype=np.float64)
-    n = flat.shape[0]
-    # A one-column grid without borders scales every tile on its own in one vectorised call.
-    panel = tile_images(flat, image_shape, grid=(n, 1), signed=signed, border=0)
-    if panel.ndim == 3:  # (n*h, w, 3), channels last -> back to the results' (n, 3, h, w) order
-        h, w = display_shape(image_shape)
-        panel = panel.reshape(n, h, w, 3).transpose(0, 3, 1, 2)
-    # (n, d) for images; a vector's bar plot has display_shape's h * w pixels.
-    return np.rint(panel.reshape(n, -1) * 255.0).astype(np.uint8)
-
-
-def encode_images(q: np.ndarray) -> str:
-    """uint8 array -> base64 text of its zlib-compressed bytes (C order)."""
-    return base64.b64encode(zlib.compress(np.ascontiguousarray(q, dtype=np.uint8).tobytes(), 9)).decode(
-        "ascii"
-    )
-
-
-def decode_images(text: str, shape: tuple[int, ...]) -> np.ndarray:
-    """Inverse of ``encode_images``: the uint8 array of ``shape``."""
-    raw = zlib.decompress(base64.b64decode(text))
-    return np.frombuffer(raw, dtype=np.uint8).reshape(shape)
-
-
-def _number(x: float, digits: int = 4) -> float | None:
-    """A float with ``digits`` significant digits (keeps data.js small); NaN or infinity becomes null."""
-    return float(f"{x:.{digits}g}") if math.isfinite(x) else None
-
-
-def _floats(arr: np.ndarray, digits: int = 4) -> Any:
-    """``arr`` as nested lists of rounded floats (None where not finite)."""
-    if not arr.size:
-        return arr.tolist()
-    return np.vectorize(lambda x: _number(x, digits), otypes=[object])(arr.astype(np.float64)).tolist()
-
-
-def _layer_payload(stack: ReportStack, j: int) -> dict[str, Any]:
-    a: LayerResults = stack.results.layers[j]
-    shape, d = stack.results.image_shape, stack.results.n_inputs
-    images: dict[str, Any] = {}
-    for key in IMAGE_KEYS:
-        arr = getattr(a, key)
-        if arr is None:
-            continue
-        per_unit = 1 if arr.ndim == 2 else int(arr.shape[1])
-        if per_unit == 0:
-            continue
-        signed = bool((arr < 0).any())
-        q = quantise_images(arr.reshape(-1, d), shape, signed)
-        images[key] = {"per_unit": per_unit, "signed": signed, "data": encode_images(q)}
-    numbers: dict[str, Any] = {}
-    for key in FLOAT_KEYS:
-        if (arr := getattr(a, key)) is not None:
-            # Restarts that agree differ in the 5th digit of their activation: keep their spread visible.
-            numbers[key] = _floats(arr, 7 if key == "am_activation" else 4)
-    for key in INT_KEYS:
-        if (arr := getattr(a, key)) is not None:
-            numbers[key] = arr.astype(np.int64).tolist()
-
-    # The study's threshold for "degenerate" (its summary); without a summary the explorer flags nothing.
-    threshold = _get(stack.results.layer_summary(j) or {}, "degenerate", "threshold")
-    out: dict[str, Any] = {
-        "layer": j,
-        "name": stack.results.layer_name(j),
-        "n_units": a.n_units,
-        "n_restarts": a.n_restarts,
-        "images": images,
-        "numbers": numbers,
-        "degenerate_threshold": threshold,
-    }
-    if a.selectivity is not None and a.selectivity.size:
-        s = a.selectivity.astype(np.float64)
-        us = s.shape[0]
-        diag = np.diag(s).copy()
-        others = np.where(np.eye(us, dtype=bool), -np.inf, s)
-        # Values are column-normalised activations in [0, 1]: one absolute scale, no per-row stretch.
-        # Columns sum to 1, so values are small: one scale for the whole matrix, its maximum, said beside it.
-        top = float(s.max()) or 1.0
-        q = np.rint(np.clip(s / top, 0.0, 1.0) * 255.0).astype(np.uint8)
-        out["selectivity"] = {
-            "n": us,
-            "data": encode_images(q),
-            "scale_max": _number(top, 4),
-            "margin": _floats(diag - others.max(axis=1)) if us > 1 else [None] * us,
-            "diagonal": _floats(diag),
-            "max_other": _floats(others.max(axis=1)) if us > 1 else [None] * us,
-            "argmax_other": others.argmax(axis=1).tolist() if us > 1 else [None] * us,
-        }
-    return out
-
-
-def explorer_payload(run: RunContents) -> dict[str, Any]:
-    """The JSON-able data the unit explorer reads: every stack's layers, images encoded.
-
-    Per stack: ``image_shape`` as the results hold it (``[h, w]`` or ``[c, h, w]``), ``spatial`` ``[h, w]``
-    and ``channels`` (1 or 3): an image array of ``k`` images decodes to ``(k, channels, h, w)``
-    (``decode_images``); ``kind`` ``"paper"`` or ``"model"`` (a user's model, with its ``recipe``,
-    ``description`` and each layer's ``name``).
+    Per stack: ``image_shape`` as the results hold it (``[h, w]``, ``[c, h, w]`` or ``[d]``), ``display``
+    ``[h, w]`` (a vector's bar plot, an image's own size) and ``channels`` (1 or 3): an image of a layer
+    file has ``channels * h * w`` levels; ``kind`` ``"paper"`` or ``"model"`` (a user's model, with its
+    ``recipe``, ``description`` and each layer's ``name``); ``exemplar_split``: where its exemplars come
+    from.
     """
     stacks = []
     for stack in run.stacks:
@@ -396,29 +309,35 @@ def explorer_payload(run: RunContents) -> dict[str, Any]:
             {
                 "name": stack.name,
                 "kind": "paper" if stack.is_paper else "model",
-                # The explorer's first picker: a data set's stacks, or one user model's recipes (a model
-                # named like a data set must not join its stacks).
+                # The first picker: a data set's stacks, or one user model's recipes (a model named like a
+                # data set must not join its stacks).
                 "group": stack.dataset if stack.is_paper else f"model:{stack.dataset}",
                 "dataset": stack.dataset,
                 "model": stack.model,
+                "label": stack.label,
                 "dataset_label": stack.dataset_label,
                 "model_label": stack.model_label,
                 "recipe": stack.recipe,
                 "description": stack.description,
                 "image_shape": list(r.image_shape),
+                "display": list(display_shape(r.image_shape)),
                 "spatial": list(r.spatial),
                 "channels": r.channels,
-                "layers": [_layer_payload(stack, j) for j in stack.layers],
+                "vector": r.is_vector,
+                # The study ranks the training rows (unitlens.study); a user model's run, the data it got.
+                "exemplar_split": "the training set" if stack.is_paper else "the data set given",
+                "layers": layers[stack.name],
             }
         )
-    # Format 2: images may have 3 channels (format 1 was grey only).
-    return {"format": 2, "encoding": "zlib+base64 uint8, channel-major", "stacks": stacks}
+    study = _study_settings(run.folder)
+    # Format 3: one data file per layer, loaded on demand (format 2 was one data.js for every layer).
+    return {"format": 3, "stacks": stacks, "study": study, "finetune": _finetune(run.folder)}
 
 
-def data_js(payload: Mapping[str, Any]) -> str:
-    """The text of ``data.js``: one assignment whose right-hand side is strict JSON."""
-    body = json.dumps(payload, separators=(",", ":"), allow_nan=False)
-    return f"{_DATA_PREFIX}{body};\n"
+def index_js(index: Mapping[str, Any]) -> str:
+    """The text of ``data/index.js``: one assignment whose right-hand side is strict, ASCII-only JSON."""
+    body = json.dumps(index, separators=(",", ":"), allow_nan=False, ensure_ascii=True)
+    return f"window.{INDEX_GLOBAL} = {body};\n"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -466,7 +385,7 @@ def _facts_table(title: str, d: Mapping[str, Any], seconds: bool = False) -> str
     rows = []
     for k, v in _flatten(d):
         value = _seconds(v) if seconds else _e(json.dumps(v) if isinstance(v, list) else _fmt(v, 4))
-        rows.append(f'<tr><th scope="row">{_e(k)}</th><td>{value}</td></tr>')
+        rows.append(f'<tr><th scope="row">{_e(k)}</th><td data-label="{_e(k)}">{value}</td></tr>')
     if not rows:
         return ""
     return f'<table class="facts"><caption>{_e(title)}</caption><tbody>{"".join(rows)}</tbody></table>'
@@ -514,8 +433,9 @@ def _stacks_table(run: RunContents) -> str:
         description = _e(stack.description) if stack.description else ""
         rows.append(
             f'<tr data-stack="{_e(stack.name)}"><th scope="row"><code>{_e(stack.name)}</code></th>'
-            f"<td>{_e(stack.label)}</td><td>{recipe}</td><td>{description}</td><td>{layers}</td>"
-            f"<td>{inputs}</td></tr>"
+            f'<td data-label="Stack">{_e(stack.label)}</td><td data-label="Recipe">{recipe}</td>'
+            f'<td data-label="Model">{description}</td><td data-label="Layers">{layers}</td>'
+            f'<td data-label="Inputs">{inputs}</td></tr>'
         )
     return (
         '<div class="scroll"><table id="stacks-table" class="data"><caption>Stacks and models</caption>'
@@ -547,6 +467,7 @@ def _claims_section(run: RunContents) -> str:
         f"{counts['not_measured']} not measured, {counts['descriptive']} descriptive.</p>"
     )
     rows = []
+    no_control = '<span class="note">no control</span>'
     for c, verdict in zip(run.claims, verdicts, strict=True):
         cls, mark, word = _VERDICTS[verdict]
         control = c.get("control")
@@ -554,10 +475,12 @@ def _claims_section(run: RunContents) -> str:
         detail = c.get("detail", "")
         rows.append(
             f'<tr class="claim-{cls}" data-verdict="{_e(verdict)}"><th scope="row">{_e(c["id"])}</th>'
-            f"<td>{_e(c['claim'])}</td><td>{_e(c['measured'])}</td>"
-            f"<td>{_e(control) if control else '<span class=note>no control</span>'}</td>"
-            f'<td><span class="verdict {cls}"><span aria-hidden="true">{mark}</span> {_e(word)}</span></td>'
-            f'<td class="detail">{_e(rule)}{"<br>" + _e(detail) if detail else ""}</td></tr>'
+            f'<td data-label="Claim">{_e(c["claim"])}</td><td data-label="Measured">{_e(c["measured"])}</td>'
+            f'<td data-label="Control">{_e(control) if control else no_control}</td>'
+            f'<td data-label="Verdict"><span class="verdict {cls}"><span aria-hidden="true">{mark}</span> '
+            f"{_e(word)}</span></td>"
+            f'<td class="detail" data-label="Rule">{_e(rule)}{"<br>" + _e(detail) if detail else ""}'
+            "</td></tr>"
         )
     table = (
         '<table id="claims-table" class="data"><caption>Claims and what this run measured</caption>'
@@ -566,6 +489,15 @@ def _claims_section(run: RunContents) -> str:
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
     return head + summary + '<div class="scroll">' + table + "</div></section>"
+
+
+_PAPER_FIGURE = re.compile(r"figure(\d+)")
+
+
+def _figure_order(entry: FigureEntry) -> tuple[int, int, str]:
+    """The paper's figures first, in its order (figure 1, 2, 3, ...), then the others by file name."""
+    m = _PAPER_FIGURE.fullmatch(entry.kind)
+    return (0, int(m.group(1)), entry.file) if m else (1, 0, entry.file)
 
 
 def _figures_section(run: RunContents) -> str:
@@ -578,14 +510,23 @@ def _figures_section(run: RunContents) -> str:
     if not run.figures:
         return head + '<p class="note">No figures in <code>figures/</code>.</p></section>'
     items = []
-    for entry in run.figures:
+    for entry in sorted(run.figures, key=_figure_order):
         name, caption = entry.file, entry.caption
+        # The paper's figures open; the others are one click away. Each shows at its native size, in a box
+        # that scrolls when it is wider than the page: a downscaled figure drops rows and borders.
+        is_open = " open" if _figure_order(entry)[0] == 0 else ""
         items.append(
-            f'<figure class="paper-figure" data-kind="{_e(entry.kind)}"><a href="../figures/{quote(name)}">'
-            f'<img src="../figures/{quote(name)}" alt="{_e(caption)}" loading="eager"></a>'
-            f'<figcaption>{_e(caption)} <span class="file">{_e(name)}</span></figcaption></figure>'
+            f'<details class="paper-figure" data-kind="{_e(entry.kind)}"{is_open}><summary>{_e(caption)} '
+            f'<span class="file">{_e(name)}</span></summary><div class="figure-box">'
+            f'<a href="../figures/{quote(name)}"><img src="../figures/{quote(name)}" alt="{_e(caption)}" '
+            'loading="eager"></a></div></details>'
         )
-    return head + '<div class="figure-grid">' + "".join(items) + "</div></section>"
+    return (
+        head + "<p class=\"note\">The paper's figures in its order, then the run's other figures; each at "
+        "its native resolution (open one to see it, click it to open the file).</p>"
+        + "".join(items)
+        + "</section>"
+    )
 
 
 def _get(d: Mapping[str, Any], *path: str) -> Any:
@@ -594,6 +535,14 @@ def _get(d: Mapping[str, Any], *path: str) -> Any:
             return None
         d = d[p]
     return d
+
+
+def _tip(label_html: str, tip: str) -> str:
+    """A label with its explanation, shown on hover, keyboard focus and touch (``explorer.js`` toggles it)."""
+    return (
+        f'<span class="term" tabindex="0" data-tip="{_e(tip)}">{label_html}'
+        f'<span class="tip" role="tooltip">{_e(tip)}</span></span>'
+    )
 
 
 _LAYER_COLUMNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -675,7 +624,8 @@ def _layers_section(run: RunContents) -> str:
     holds the figures the study computed with its own thresholds); the report computes none of its own."""
     parts = [
         '<section id="layers" aria-labelledby="layers-h"><h2 id="layers-h">Layers</h2>',
-        '<p class="note">Per stack and layer. Hover a column heading for its definition.</p>',
+        '<p class="note">Per stack and layer, from the study\'s summary. Hover, focus or tap a column '
+        "heading for its definition.</p>",
     ]
     threshold = _threshold_heading(run)
     for stack in run.stacks:
@@ -690,12 +640,16 @@ def _layers_section(run: RunContents) -> str:
             # no layer of it fills rather than show rows of dashes.
             columns = [c for c in columns if any(_get(sm, *c[2]) is not None for sm in summaries.values())]
         heads = "".join(
-            f'<th scope="col" title="{_e(tip)}">{title.format(threshold=_e(threshold))}</th>'
+            f'<th scope="col">{_tip(title.format(threshold=_e(threshold)), tip)}</th>'
             for title, tip, _ in columns
         )
         rows = []
         for j, summary in summaries.items():
-            cells = "".join(f"<td>{_e(_fmt(_get(summary, *path)))}</td>" for _, _, path in columns)
+            cells = "".join(
+                f'<td data-label="{_e(html.unescape(title.format(threshold=threshold)))}">'
+                f"{_e(_fmt(_get(summary, *path)))}</td>"
+                for title, _, path in columns
+            )
             name = stack.results.layer_name(j) if stack.results.layer_names is not None else str(j)
             rows.append(f'<tr><th scope="row">{_e(name)}</th>{cells}</tr>')
         note = (
@@ -717,11 +671,12 @@ def _layers_section(run: RunContents) -> str:
 
 _EXPLORER = """
 <section id="explorer" aria-labelledby="explorer-h">
-<h2 id="explorer-h">Unit explorer</h2>
-<p class="note">Pick a stack, a layer and a unit. Keys: <kbd>&larr;</kbd> / <kbd>&rarr;</kbd> previous / next
-unit (when no control has focus). Each image is scaled on its own (an RGB image's channels together); signed
-images show zero as grey, negative as black, positive as white.</p>
-<div class="picker" role="group" aria-label="Choose a unit">
+<h2 id="explorer-h">Unit browser</h2>
+<p class="note">Pick a stack and a layer: its index shows every unit's best activation-maximization input
+(layer 1: its filter), to sort and filter; click a unit to open it. Keys, while the browser has focus:
+<kbd>&larr;</kbd> / <kbd>&rarr;</kbd> previous / next unit in the index's order. The address names the unit
+shown: copy it to share that unit (and the pinned ones).</p>
+<div class="picker" role="group" aria-label="Choose a layer and a unit">
   <label for="pick-dataset">Data set</label><select id="pick-dataset"></select>
   <label for="pick-model">Model</label><select id="pick-model"></select>
   <label for="pick-layer">Layer</label><select id="pick-layer"></select>
@@ -729,22 +684,62 @@ images show zero as grey, negative as black, positive as white.</p>
   <button type="button" id="prev-unit" aria-label="Previous unit">&larr; Prev</button>
   <button type="button" id="next-unit" aria-label="Next unit">Next &rarr;</button>
 </div>
+<div class="picker secondary" role="group" aria-label="Sort, filter and scale">
+  <label for="index-sort">Sort by</label><select id="index-sort">
+    <option value="unit">unit number</option>
+    <option value="restart">restart agreement (mean cosine)</option>
+    <option value="margin">selectivity margin (first units)</option>
+    <option value="vsdata">AM activation minus the best training input&#39;s</option>
+    <option value="activation">AM activation</option>
+    <option value="energy">energy concentration (dots)</option>
+    <option value="lc">LC vs AM (Pearson)</option>
+    <option value="samples">samples vs AM (Pearson)</option>
+  </select>
+  <button type="button" id="index-order" data-order="asc" aria-pressed="false">Lowest first</button>
+  <label for="index-filter">Show</label><select id="index-filter">
+    <option value="all">every unit</option>
+    <option value="flagged">dead or flat units</option>
+    <option value="ok">units that are not dead or flat</option>
+    <option value="disagree">restarts that disagree (below the study&#39;s threshold)</option>
+    <option value="capped">restarts stopped by the step cap</option>
+    <option value="degenerate">degenerate optima (energy in a few pixels)</option>
+    <option value="claimed">margin at or below 0 (another unit claims the pattern)</option>
+  </select>
+  <label for="scale-mode">Scale</label><select id="scale-mode">
+    <option value="image">each image on its own</option>
+    <option value="unit">one scale per unit</option>
+    <option value="layer">one scale per layer</option>
+  </select>
+</div>
+<p id="link-error" class="warning" role="alert" hidden></p>
 <p id="explorer-status" class="status" role="status" aria-live="polite"></p>
+<p id="index-count" class="note"></p>
+<div id="unit-index" class="unit-index" role="group" aria-label="Units of this layer" data-layer=""></div>
+<section id="pins-section" class="pins-section" aria-labelledby="pins-h" hidden>
+<h3 id="pins-h">Pinned units</h3>
+<div id="pins" class="pins"></div>
+</section>
+<div id="unit-browser" class="unit-browser" tabindex="-1">
 <div id="unit-view" class="unit-view" data-shown=""></div>
-<noscript><p class="note">The unit explorer needs JavaScript.</p></noscript>
+</div>
+<noscript><p class="note">The unit browser needs JavaScript.</p></noscript>
 </section>
 """
 
 
 def index_html(run: RunContents) -> str:
-    """The report's ``index.html``: overview in static HTML, then the explorer's controls."""
+    """The report's ``index.html``: claims, the unit browser, figures, layer tables, then provenance.
+
+    ASCII only (``xmlcharrefreplace``), declared windows-1252: the layer files' bytes inherit that
+    encoding (``unitlens.render.report.layer_files``).
+    """
     r = run.run or {}
     subtitle = ", ".join(
         f"{k} {_e(r[k])}" for k in ("preset", "seed") if k in r and not isinstance(r[k], dict | list)
     )
     title = "unitlens report" + (f" — {subtitle}" if subtitle else "")
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+    page = (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="windows-1252">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{title}</title>\n"
         # An empty icon: otherwise the browser asks for a favicon.ico that does not exist.
@@ -752,21 +747,20 @@ def index_html(run: RunContents) -> str:
         '<header class="top"><h1>unitlens report</h1>'
         '<p class="subtitle">Visualizing higher-layer features (Erhan et al. 2009)'
         f"{' · ' + subtitle if subtitle else ''}</p>"
-        '<nav aria-label="Sections"><a href="#run">Run</a><a href="#claims">Claims</a>'
-        '<a href="#figures">Figures</a><a href="#layers">Layers</a>'
-        '<a href="#explorer">Unit explorer</a></nav>'
+        '<nav aria-label="Sections"><a href="#claims">Claims</a><a href="#explorer">Unit browser</a>'
+        '<a href="#figures">Figures</a><a href="#layers">Layers</a><a href="#run">Run</a></nav>'
         "</header>\n<main>\n"
-        + _run_section(run)
-        + "\n"
         + _claims_section(run)
-        + "\n"
+        + _EXPLORER
         + _figures_section(run)
         + "\n"
         + _layers_section(run)
-        + _EXPLORER
+        + "\n"
+        + _run_section(run)
         + "</main>\n"
-        '<script src="data.js"></script>\n<script src="explorer.js"></script>\n</body>\n</html>\n'
+        '<script src="data/index.js"></script>\n<script src="explorer.js"></script>\n</body>\n</html>\n'
     )
+    return page.encode("ascii", "xmlcharrefreplace").decode("ascii")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -777,11 +771,18 @@ def _asset(name: str) -> str:
     return resources.files("unitlens.render.report").joinpath("assets", name).read_text(encoding="utf-8")
 
 
-def write_report(run_dir: str | Path) -> Path:
-    """Write ``RUN/report/`` (index.html, data.js, explorer.js, style.css) from a run folder's results.
+def write_report(run_dir: str | Path, chunk_units: int = CHUNK_UNITS) -> Path:
+    """Write ``RUN/report/`` (index.html, data/index.js, one data file per layer, explorer.js, style.css).
 
     Every file is written atomically; ``index.html`` last, so a reader never finds it pointing at a
-    missing or half-written asset. Re-running regenerates the report from the current results.
+    missing or half-written file. Re-running regenerates the report from the current results and then
+    removes what the new report no longer uses (an older report's ``data.js``, layer files of stacks
+    that are gone).
+
+    Args:
+        run_dir: the run folder.
+        chunk_units: units per file of images (``layer_files.CHUNK_UNITS``): opening a unit loads its
+            chunk only.
 
     Returns:
         The path of ``index.html``.
@@ -789,11 +790,40 @@ def write_report(run_dir: str | Path) -> Path:
     Raises:
         UnitlensError: no results in the folder, or a malformed results file (named in the message).
     """
+    if not isinstance(chunk_units, int) or chunk_units < 1:
+        raise UnitlensError(f"chunk_units must be a positive integer, got {chunk_units!r}")
     run = read_run(run_dir)
     out = run.folder / "report"
-    write_text(out / "data.js", data_js(explorer_payload(run)))
+    data = out / "data"
+    written = {data / "index.js"}
+    layers: dict[str, list[dict[str, Any]]] = {}
+    # One table of exemplars per data set (the stacks of one data set, or one user model's recipes, at one
+    # input size): they are training rows, which every layer of those stacks draws from.
+    shared: dict[tuple[str, tuple[int, ...]], SharedImages] = {}
+    for i, stack in enumerate(run.stacks):
+        group = (stack.dataset if stack.is_paper else f"model:{stack.dataset}", stack.results.image_shape)
+        table = shared.setdefault(group, SharedImages.empty(f"e{len(shared)}"))
+        entries = []
+        for j in stack.layers:
+            files = layer_files(stack.results, j, f"s{i}-l{j}", table, chunk_units)
+            for key, text in [*files.chunks, (files.entry["key"], files.index)]:
+                path = data / f"{key}.js"
+                write_bytes(path, text)
+                written.add(path)
+            entries.append(files.entry)
+        layers[stack.name] = entries
+    for table in shared.values():
+        path = data / f"{table.key}.js"
+        write_bytes(path, shared_file_text(table))
+        written.add(path)
+    write_text(data / "index.js", index_js(report_index(run, layers)))
     for name in _ASSETS:
         write_text(out / name, _asset(name))
     index = out / "index.html"
     write_text(index, index_html(run))
+    for name in _LEGACY:
+        (out / name).unlink(missing_ok=True)
+    for path in data.glob("*.js"):
+        if path not in written:
+            path.unlink(missing_ok=True)
     return index
