@@ -1,0 +1,21 @@
+"""``python -m unitlens`` is the ``unitlens`` command (what ``torchrun -m unitlens`` launches)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import unitlens
+
+
+def test_python_dash_m_runs_the_command_line() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "unitlens", "--version"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert unitlens.__version__ in done.stdout
+    # A bad command is the command line's error (exit status 2, usage on stderr), not a traceback.
+    bad = subprocess.run(
+        [sys.executable, "-m", "unitlens", "no-such-command"], capture_output=True, text=True, timeout=120
+    )
+    assert bad.returncode == 2 and "usage: unitlens" in bad.stderr and "Traceback" not in bad.stderr
