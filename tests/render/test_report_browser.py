@@ -142,19 +142,25 @@ def run_folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
     return root, stacks
 
 
-@pytest.fixture(scope="module")
-def driver(chromium: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def start_driver(profile: Path) -> Any:
+    """Headless Chromium with the flags above, its console log kept, a fresh profile in ``profile``."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in (*FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+    for flag in (*FLAGS, f"--user-data-dir={profile}"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     # An explicit driver path: Selenium Manager (which could download a driver) is never consulted.
     browser = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     browser.set_page_load_timeout(WAIT_S)
+    return browser
+
+
+@pytest.fixture(scope="module")
+def driver(chromium: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    browser = start_driver(tmp_path_factory.mktemp("chromium-profile"))
     try:
         yield browser
     finally:

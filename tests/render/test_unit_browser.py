@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_report_browser import CHROMEDRIVER, CHROMIUM, FLAGS, WAIT_S, _install_chromium
+from test_report_browser import WAIT_S, _install_chromium, start_driver
 
 from unitlens.render.figures import FigureEntry, write_manifest
 from unitlens.render.png import save_png
@@ -120,16 +120,7 @@ def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     reason = _install_chromium()
     if reason is not None:
         pytest.skip(reason)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (*FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    browser = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    browser.set_page_load_timeout(WAIT_S)
+    browser = start_driver(tmp_path_factory.mktemp("chromium-profile"))
     browser.set_window_size(*DESKTOP)
     try:
         yield browser
@@ -231,34 +222,26 @@ def _margins(selectivity: np.ndarray) -> np.ndarray:
     return out
 
 
+_CONTRAST = (
+    "const [c, x, y, w, h] = arguments;"
+    "const d = c.getContext('2d').getImageData(x, y, w || c.width, h || c.height).data;"
+    "let m = 0; for (let i = 0; i < d.length; i += 4) { m = Math.max(m, Math.abs(d[i] - 128)); }"
+    "return m;"
+)
+
+
 def _contrast(browser: Any, selector: str) -> int:
     """The largest distance of any grey level of the canvas from mid grey (128)."""
-    return int(
-        browser.execute_script(
-            "const c = document.querySelector(arguments[0]);"
-            "const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
-            "let m = 0; for (let i = 0; i < d.length; i += 4) { m = Math.max(m, Math.abs(d[i] - 128)); }"
-            "return m;",
-            selector,
-        )
-    )
+    canvas = browser.find_element("css selector", selector)
+    return int(browser.execute_script(_CONTRAST, canvas, 0, 0, 0, 0))
 
 
 def _thumb_contrast(browser: Any, unit: int) -> int:
     """``_contrast`` of a unit's thumbnail: its region of the index's sprite (``#index-sprite``)."""
-    return int(
-        browser.execute_script(
-            "const b = document.querySelector(`#unit-index button.thumb[data-unit='${arguments[0]}']`);"
-            "const c = document.getElementById('index-sprite');"
-            "const w = Number(arguments[1]), h = Number(arguments[2]);"
-            "const d = c.getContext('2d').getImageData(Number(b.dataset.x), Number(b.dataset.y), w, h).data;"
-            "let m = 0; for (let i = 0; i < d.length; i += 4) { m = Math.max(m, Math.abs(d[i] - 128)); }"
-            "return m;",
-            unit,
-            SHAPE[1],
-            SHAPE[0],
-        )
-    )
+    thumb = _thumb(browser, unit)
+    x, y = int(thumb.get_attribute("data-x")), int(thumb.get_attribute("data-y"))
+    sprite = browser.find_element("id", "index-sprite")
+    return int(browser.execute_script(_CONTRAST, sprite, x, y, SHAPE[1], SHAPE[0]))
 
 
 # ---------------------------------------------------------------------------------------- index: sort, filter

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -25,15 +24,7 @@ from unitlens.visualize.activation_maximization import (
 RHO = 3.0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # These models are tiny: a second thread gains nothing, and on a loaded machine every parallel region
-    # waits for a descheduled thread (measured here: 3 s single-threaded against 2 minutes with 2 threads
-    # while other jobs ran).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see tests/conftest.py
 
 
 def random_stack(kind: str, sizes: list[int], seed: int = 0, std: float = 0.3) -> LayerStack:

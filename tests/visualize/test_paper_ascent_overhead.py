@@ -3,8 +3,6 @@ a unit read by one take from the layer's output, starts drawn in place, the hist
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from torch import Tensor, nn
@@ -14,14 +12,7 @@ from unitlens.visualize.activation_maximization import _Starts, maximize_activat
 from unitlens.visualize.objectives import Capture, Context, Unit, unit_activations
 from unitlens.visualize.seeding import unit_generator
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # Tiny models: a second thread gains nothing and waits for a descheduled one on a loaded machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see tests/conftest.py
 
 
 def small_cnn(seed: int = 0) -> nn.Sequential:
