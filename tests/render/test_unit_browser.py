@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_report_browser import WAIT_S, _install_chromium, start_driver
+from test_report_browser import WAIT_S, _install_chromium, _severe, start_driver
 
 from unitlens.render.figures import FigureEntry, write_manifest
 from unitlens.render.png import save_png
@@ -129,10 +129,6 @@ def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 # ------------------------------------------------------------------------------------------------- helpers
-
-
-def _severe(browser: Any) -> list[dict[str, Any]]:
-    return [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
 
 
 def _wait(browser: Any, condition: Callable[[Any], Any], what: str) -> Any:
