@@ -41,8 +41,10 @@ from unitlens.checkpoint import (
 )
 from unitlens.data.dataset import DataRecipe, Dataset
 from unitlens.data.stream import BatchSource
+from unitlens.distributed import ALONE, World, barrier, gather
 from unitlens.errors import UnitlensError
 from unitlens.models.stack import LayerStack
+from unitlens.training.collective import SINGLE, reducer_for_process_group
 from unitlens.training.greedy import LayerwiseConfig, LayerwiseState, train_layerwise
 
 log = logging.getLogger("unitlens")
@@ -128,6 +130,7 @@ def pretrain(
     folder: str | Path,
     name: str,
     quiet: bool = True,
+    world: World = ALONE,
 ) -> tuple[LayerStack, list[dict[str, float]]]:
     """Pre-train ``stack`` greedily with checkpoints in ``folder``; resume if a run was interrupted.
 
@@ -135,13 +138,22 @@ def pretrain(
     If it holds an in-progress one made with the same configuration and seed, training continues from it
     and ends exactly where an uninterrupted run would.
 
+    Data-parallel (``world`` of more than one process, ``unitlens.distributed``): every process calls
+    this with its own ``source`` (its own seed) and trains its copy of the stack, the updates averaged
+    over the processes (``unitlens.training.collective``). Process 0 alone writes: the checkpoints hold
+    its source and generator states as a one-process run's do, and each other process's under
+    ``rank{R}.``, so every process resumes where it stopped. The number of processes is part of the
+    run's settings (``data_parallel`` in the checkpoint): a run resumes with as many as it started with.
+
     Returns:
         The trained stack (the same object, or the one loaded) and the monitoring history.
     """
     folder = Path(folder)
     final, resume, start = folder / name, folder / f"{name}-resume", folder / f"{name}-layer-start"
     log_path = folder / f"{name}-log.jsonl"
-    training = {"training_config": config_dict(config), "seed": seed, "data": data_meta(data)}
+    training: dict[str, Any] = {"training_config": config_dict(config), "seed": seed, "data": data_meta(data)}
+    if world.size > 1:  # absent for one process, so its checkpoints are what they always were
+        training["data_parallel"] = world.size
     architecture = stack.config()
     if paths_for(final)[1].exists():
         # A damaged final checkpoint is an error (its message says how to recover): the run cannot rebuild
@@ -149,32 +161,83 @@ def pretrain(
         loaded, ckpt = load_model(final, kind=stack.kind)
         _check_same(ckpt.meta, training, architecture, paths_for(final)[1])
         assert isinstance(loaded, LayerStack)
-        settle_checkpoint(final)  # a save killed after its commit: finish it
-        remove_checkpoint(resume)  # killed before these were removed
-        remove_checkpoint(start)
-        _remove_log_temporaries(log_path)
+        if world.main:
+            settle_checkpoint(final)  # a save killed after its commit: finish it
+            remove_checkpoint(resume)  # killed before these were removed
+            remove_checkpoint(start)
+            _remove_log_temporaries(log_path)
         return loaded, list(ckpt.meta.get("history", []))
 
-    state = _resume(stack, (resume, start), training, architecture)
+    # Process 0 settles (or discards) the checkpoints first; the others then read what it kept.
+    state = _resume(stack, (resume, start), training, architecture) if world.main else None
+    barrier(world)
+    if not world.main:
+        state = _resume(stack, (resume, start), training, architecture)
+        if state is not None:
+            state = _own_part(state, read_checkpoint(_resumed_from(resume, start)), world.rank)
 
     def on_checkpoint(s: LayerwiseState) -> None:
-        extra = {**_state_tensors(s), **data_tensors(data)}
+        # Every process hands its own states to process 0, which writes them all.
+        parts = gather(world, _state_tensors(s))
+        if not world.main or parts is None:
+            return
+        extra = {**parts[0], **data_tensors(data)}
+        for rank, tensors in enumerate(parts[1:], start=1):
+            extra.update({f"rank{rank}.{k}": v for k, v in tensors.items()})
         meta = {**training, "state": _state_meta(s)}
         save_checkpoint(resume, stack, extra=extra, meta=meta)
         if s.examples_seen == 0:  # a layer starts: the point to fall back to if the resume one is damaged
             save_checkpoint(start, stack, extra=extra, meta=meta)
         _write_log(log_path, s.history)
 
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed if world.main else _rank_seed(seed, world.rank))
+    reducer = reducer_for_process_group() if world.size > 1 else SINGLE
     final_state = train_layerwise(
-        stack, source, data.x_test, config, generator, state=state, on_checkpoint=on_checkpoint, quiet=quiet
+        stack,
+        source,
+        data.x_test,
+        config,
+        generator,
+        state=state,
+        on_checkpoint=on_checkpoint,
+        quiet=quiet or not world.main,
+        reducer=reducer,
     )
-    save_checkpoint(final, stack, extra=data_tensors(data), meta={**training, "history": final_state.history})
-    _write_log(log_path, final_state.history)
-    remove_checkpoint(resume)
-    remove_checkpoint(start)
-    _remove_log_temporaries(log_path)
+    if world.main:
+        save_checkpoint(
+            final, stack, extra=data_tensors(data), meta={**training, "history": final_state.history}
+        )
+        _write_log(log_path, final_state.history)
+        remove_checkpoint(resume)
+        remove_checkpoint(start)
+        _remove_log_temporaries(log_path)
+    barrier(world)  # nobody reports done before the checkpoint is
     return stack, final_state.history
+
+
+def _rank_seed(seed: int, rank: int) -> int:
+    """The training generator's seed of process ``rank`` > 0 (process 0's is the run's own)."""
+    from unitlens.visualize.seeding import splitmix64
+
+    return splitmix64(seed ^ splitmix64(rank)) & ((1 << 63) - 1)
+
+
+def _resumed_from(resume: Path, start: Path) -> Path:
+    """The checkpoint a resume read: the resume one when it is there, else the layer-start one."""
+    return resume if paths_for(resume)[1].exists() else start
+
+
+def _own_part(state: LayerwiseState, ckpt: Checkpoint, rank: int) -> LayerwiseState:
+    """Process ``rank``'s own trainer, source and generator states, from a data-parallel checkpoint."""
+    own = ckpt.section(f"rank{rank}")
+    if not own:
+        raise DamagedCheckpointError(f"the checkpoint holds no state of process {rank} (rank{rank}.*)")
+    return dataclasses.replace(
+        state,
+        trainer={k[len("trainer.") :]: v for k, v in own.items() if k.startswith("trainer.")},
+        source={k[len("source.") :]: v for k, v in own.items() if k.startswith("source.")},
+        generator=own.get("generator"),
+    )
 
 
 def _state_of(ckpt: Checkpoint, path: Path) -> LayerwiseState:
@@ -245,6 +308,12 @@ def _check_same(
         raise UnitlensError(
             f"{path} holds a model of another architecture than this run asks for; use another output "
             "folder, or delete the checkpoint to start afresh"
+        )
+    if meta.get("data_parallel", 1) != training.get("data_parallel", 1):
+        raise UnitlensError(
+            f"{path} was made by {meta.get('data_parallel', 1)} data-parallel processes and this run has "
+            f"{training.get('data_parallel', 1)}; resume it with as many (torchrun --nproc-per-node), use "
+            "another output folder, or delete the checkpoint to start afresh"
         )
     for key in ("training_config", "seed"):
         if meta.get(key) != training[key]:

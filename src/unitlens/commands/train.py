@@ -4,13 +4,19 @@ checkpoint."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from unitlens.commands import add_output_options, add_user_data_options, user_data_overrides
 from unitlens.config import ReproduceConfig, apply_overrides, preset
 from unitlens.outdir import hold_lock, prepare_output
+
+if TYPE_CHECKING:
+    from unitlens.distributed import World
 
 log = logging.getLogger("unitlens")
 BUILT_IN = ("mnist", "patches")
@@ -46,9 +52,23 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run(args: argparse.Namespace) -> int:
+    from unitlens.distributed import join, leave
+
+    # Under torchrun, every process runs this command: data-parallel pre-training (unitlens.runs.pretrain).
+    world = join()
+    if not world.main:
+        log.setLevel(logging.ERROR)  # process 0 speaks for the run
+    try:
+        return _run(args, world)
+    finally:
+        leave(world)
+
+
+def _run(args: argparse.Namespace, world: World) -> int:
     from unitlens.catalogue import derive_seed, stack_name
     from unitlens.data.files import DATA_CACHE, check_recipe, dataset_from_recipe
     from unitlens.data.recipe import load_data
+    from unitlens.distributed import barrier
     from unitlens.recipes import batch_source, build_stack, data_recipe, stack_settings, training_config
     from unitlens.runs import pretrain
 
@@ -61,17 +81,27 @@ def run(args: argparse.Namespace) -> int:
     else:
         data = load_data(recipe)
         name = stack_name(dataset, args.model)
-    out = prepare_output(args.out)
+    # Process 0 makes the folder and holds the lock; the others wait for it, then write nothing there (but
+    # a converted copy of a user's data, which process 0 makes first).
+    out = prepare_output(args.out) if world.main else Path(args.out)
+    barrier(world)
     # One lock per stack: trainings of different stacks may share a folder, two of the same one may not.
-    with hold_lock(out, name=f".{name}.lock"):
+    lock = hold_lock(out, name=f".{name}.lock") if world.main else contextlib.nullcontext()
+    with lock:
         if config.data.path:
             # A memory-mapped file that needs converting streams from a copy in the output folder.
+            if not world.main:
+                barrier(world)  # process 0 converts it first
             data = dataset_from_recipe(recipe, out / DATA_CACHE, checked)
+            if world.main:
+                barrier(world)
             log.info("data: %s", data.source)  # says the visible units the values call for
         settings = stack_settings(dataset, config, data)
         seed = derive_seed(args.seed, "train", name)
         stack = build_stack(args.model, data, settings, torch.Generator().manual_seed(seed))
-        source = batch_source(dataset, data, config, derive_seed(args.seed, "batches", name))
+        # Each process its own batches; process 0's are a one-process run's.
+        batches = "batches" if world.main else f"batches/rank{world.rank}"
+        source = batch_source(dataset, data, config, derive_seed(args.seed, batches, name))
         _, history = pretrain(
             stack,
             source,
@@ -81,7 +111,10 @@ def run(args: argparse.Namespace) -> int:
             folder=out,
             name=name,
             quiet=args.quiet,
+            world=world,
         )
+    if not world.main:
+        return 0
     last = {int(r["layer"]): r["heldout_reconstruction"] for r in history}
     for layer, err in sorted(last.items()):
         print(f"layer {layer}: held-out reconstruction error {err:.4g}")

@@ -31,6 +31,7 @@ from torch import Tensor
 from unitlens.errors import UnitlensError
 from unitlens.models.rbm import RBM
 from unitlens.models.sampling import sample_bernoulli
+from unitlens.training.collective import SINGLE, Reducer
 from unitlens.training.sgd import LayerTrainer, SGDConfig, sparsity_pull
 
 # Velocity keys of the trainer state before the layer trainers shared one state format.
@@ -56,6 +57,7 @@ class CDTrainer(LayerTrainer):
             step after the momentum update. On whitened patches it turns a Gaussian RBM's noisy filters into
             localized, oriented ones.
         sparsity_target: the target mean activation rho of that penalty.
+        reducer: combines the updates across data-parallel processes (see ``LayerTrainer``).
 
     Attributes:
         velocities: the momentum buffers by parameter name (state keys ``velocity.<name>``).
@@ -77,11 +79,17 @@ class CDTrainer(LayerTrainer):
         persistent: bool = False,
         sparsity_cost: float = 0.0,
         sparsity_target: float = 0.05,
+        reducer: Reducer = SINGLE,
     ) -> None:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise UnitlensError(f"CD k (Gibbs steps) must be an integer >= 1, got {k!r}")
         super().__init__(
-            rbm, sgd, total_examples, sparsity_cost=sparsity_cost, sparsity_target=sparsity_target
+            rbm,
+            sgd,
+            total_examples,
+            sparsity_cost=sparsity_cost,
+            sparsity_target=sparsity_target,
+            reducer=reducer,
         )
         self.rbm = rbm
         self.k, self.persistent = k, persistent
@@ -193,6 +201,12 @@ class CDTrainer(LayerTrainer):
         s_nj = h_nj (1 - h_nj) g_j / B per example, hence db = sum_n s_n and dW = s^T v0.
         """
         s = h_pos * (1 - h_pos) * sparsity_pull(h_pos, self.sparsity_target, self.sparsity_cost)
+        if self.reducer.world > 1:  # data-parallel: the processes' steps are averaged, like the update's
+            dw, db = torch.mm(s.t(), v0), s.sum(dim=0)
+            self.reducer.mean_([dw, db])
+            self.rbm.weight.add_(dw, alpha=lr)
+            self.rbm.hidden_bias.add_(db, alpha=lr)
+            return
         self.rbm.weight.addmm_(s.t(), v0, alpha=lr)
         self.rbm.hidden_bias.add_(s.sum(dim=0), alpha=lr)
 

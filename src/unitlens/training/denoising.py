@@ -23,6 +23,7 @@ from torch import Tensor
 
 from unitlens.errors import UnitlensError
 from unitlens.models.dae import DAE, corrupt_into
+from unitlens.training.collective import SINGLE, Reducer
 from unitlens.training.sgd import LayerTrainer, SGDConfig, sparsity_pull
 
 
@@ -38,6 +39,7 @@ class DenoisingTrainer(LayerTrainer):
             the single-pixel and noise filters of a salt-and-pepper DAE into strokes (see
             docs/decisions.md).
         sparsity_target: its target mean activation rho.
+        reducer: combines the updates across data-parallel processes (see ``LayerTrainer``).
 
     Attributes:
         velocities: the momentum buffers by parameter name (state keys ``velocity.<name>``).
@@ -54,9 +56,15 @@ class DenoisingTrainer(LayerTrainer):
         *,
         sparsity_cost: float = 0.0,
         sparsity_target: float = 0.05,
+        reducer: Reducer = SINGLE,
     ) -> None:
         super().__init__(
-            dae, sgd, total_examples, sparsity_cost=sparsity_cost, sparsity_target=sparsity_target
+            dae,
+            sgd,
+            total_examples,
+            sparsity_cost=sparsity_cost,
+            sparsity_target=sparsity_target,
+            reducer=reducer,
         )
         self.dae = dae
         # Work buffers for one batch size, (2B, H) for [h; delta_h] and (2B, V) for [delta_o; x~].

@@ -21,6 +21,7 @@ from unitlens.models.dae import DAE
 from unitlens.models.rbm import RBM
 from unitlens.models.stack import LayerStack
 from unitlens.progress import Progress
+from unitlens.training.collective import SINGLE, Reducer
 from unitlens.training.contrastive_divergence import CDTrainer
 from unitlens.training.denoising import DenoisingTrainer
 from unitlens.training.likelihood import ais_log_partition, log_likelihood, pseudo_log_likelihood
@@ -124,7 +125,12 @@ class LayerwiseState:
 
 
 def make_trainer(
-    layer: torch.nn.Module, sgd: SGDConfig, total_examples: int, config: LayerwiseConfig, index: int = 1
+    layer: torch.nn.Module,
+    sgd: SGDConfig,
+    total_examples: int,
+    config: LayerwiseConfig,
+    index: int = 1,
+    reducer: Reducer = SINGLE,
 ) -> LayerTrainer:
     """The trainer for layer ``index`` (1-based): CD for an RBM, the denoising criterion for a DAE."""
     if isinstance(layer, RBM):
@@ -136,6 +142,7 @@ def make_trainer(
             persistent=config.persistent,
             sparsity_cost=config.sparsity_cost,
             sparsity_target=config.sparsity_target_for(index),
+            reducer=reducer,
         )
     if isinstance(layer, DAE):
         return DenoisingTrainer(
@@ -144,6 +151,7 @@ def make_trainer(
             total_examples,
             sparsity_cost=config.sparsity_cost,
             sparsity_target=config.sparsity_target_for(index),
+            reducer=reducer,
         )
     raise UnitlensError(f"no greedy trainer for a layer of type {type(layer).__name__}")
 
@@ -169,6 +177,7 @@ def train_layerwise(
     on_checkpoint: Callable[[LayerwiseState], None] | None = None,
     quiet: bool = True,
     layers: Sequence[int] | None = None,
+    reducer: Reducer = SINGLE,
 ) -> LayerwiseState:
     """Pre-train ``stack`` greedily, in place, bottom layer first.
 
@@ -182,6 +191,12 @@ def train_layerwise(
         on_checkpoint: called with the current state every ``config.checkpoint_every`` examples and at
             the end of each layer; the caller saves it with the stack's weights.
         layers: train only these layers (default: all, in order).
+        reducer: data-parallel training (``unitlens.training.collective``): every process runs this loop
+            with its own ``source`` and ``generator`` (and its own ``state`` to resume from), the updates
+            and the first batches' mean are averaged over the processes, and examples are counted over all
+            of them, so every process ends with the same stack. Each process's ``on_checkpoint`` gets its
+            own state (its source's and generator's); the monitoring rows are the same everywhere. The
+            default, one process, is training as it always was.
 
     Returns:
         The final state; ``state.history`` holds the monitoring rows.
@@ -198,7 +213,7 @@ def train_layerwise(
             if state.layer not in todo:
                 state = LayerwiseState(layer=state.layer + 1, history=state.history)
                 continue
-            _train_layer(stack, source, monitor, config, generator, state, on_checkpoint, quiet)
+            _train_layer(stack, source, monitor, config, generator, state, on_checkpoint, quiet, reducer)
             state.layer += 1
             state.examples_seen = 0
             state.trainer = {}
@@ -223,18 +238,22 @@ def _train_layer(
     state: LayerwiseState,
     on_checkpoint: Callable[[LayerwiseState], None] | None,
     quiet: bool,
+    reducer: Reducer = SINGLE,
 ) -> None:
     k = state.layer
     layer = stack.layers[k - 1]
     total = config.examples_for(k)
-    trainer = make_trainer(layer, config.sgd_for(k), total, config, k)
+    trainer = make_trainer(layer, config.sgd_for(k), total, config, k, reducer)
+    world = reducer.world
 
     def layer_input(x: Tensor) -> Tensor:
         return stack.up_pass(x, k - 1)
 
     if state.examples_seen == 0:
         inputs = [layer_input(source.next_batch()[0]) for _ in range(config.init_batches)]
-        layer.set_visible_bias_from_mean(torch.cat(inputs).mean(dim=0))  # type: ignore[operator]
+        mean = torch.cat(inputs).mean(dim=0)
+        reducer.mean_([mean])  # every process starts the layer from the same biases
+        layer.set_visible_bias_from_mean(mean)  # type: ignore[operator]
     else:
         trainer.load_state_dict(state.trainer)
     monitor_codes = layer_input(monitor)
@@ -254,15 +273,21 @@ def _train_layer(
     while state.examples_seen < total:
         x, _ = source.next_batch()
         loss = trainer.step(layer_input(x), generator)
-        n = x.shape[0]
+        local = x.shape[0]
+        n = local * world  # every process took a batch of the same size
         state.examples_seen += n
-        loss_sum, loss_count = loss_sum + loss * n, loss_count + n
+        loss_sum, loss_count = loss_sum + loss * local, loss_count + local
         progress.update(n, loss=loss)
         if state.examples_seen >= next_eval or state.examples_seen >= total:
+            train_loss = loss_sum / loss_count
+            if world > 1:  # the mean over every process's examples since the last row
+                sums = torch.tensor([loss_sum, float(loss_count)], dtype=torch.float64, device=x.device)
+                reducer.sum_([sums])
+                train_loss = float(sums[0] / sums[1])
             row = {
                 "layer": float(k),
                 "examples": float(state.examples_seen),
-                "train_loss": loss_sum / loss_count,
+                "train_loss": train_loss,
                 "heldout_reconstruction": reconstruction_error(layer, monitor_codes),
                 "learning_rate": config.sgd_for(k).learning_rate_at(state.examples_seen, total),
                 "seconds": seconds_before + time.perf_counter() - start,

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from unitlens.errors import UnitlensError
 from unitlens.models.stack import SigmoidLayer
+from unitlens.training.collective import SINGLE, Reducer
 
 SCHEDULES = ("constant", "linear", "inverse_time")
 
@@ -150,10 +151,13 @@ class LayerTrainer(abc.ABC):
             activation q_j over the batch (Lee, Ekanadham & Ng 2008); 0 turns it off. Each subclass says
             where the penalty's gradient enters its update.
         sparsity_target: the target mean activation rho of that penalty, in (0, 1).
+        reducer: how the ascent directions are combined across data-parallel processes before they are
+            applied (``unitlens.training.collective``); the default, one process, applies them as they are.
 
     Attributes:
         velocities: the momentum buffers by parameter name.
-        examples_seen: training examples consumed so far; drives the schedule and the momentum warm-up.
+        examples_seen: training examples consumed so far, by every process together; drives the schedule
+            and the momentum warm-up.
     """
 
     # Names the trainer in error messages.
@@ -169,6 +173,7 @@ class LayerTrainer(abc.ABC):
         *,
         sparsity_cost: float = 0.0,
         sparsity_target: float = 0.05,
+        reducer: Reducer = SINGLE,
     ) -> None:
         if isinstance(total_examples, bool) or not isinstance(total_examples, int) or total_examples < 1:
             raise UnitlensError(f"total_examples must be a positive integer, got {total_examples!r}")
@@ -177,6 +182,7 @@ class LayerTrainer(abc.ABC):
         self.sparsity_cost, self.sparsity_target = sparsity_cost, sparsity_target
         self.examples_seen = 0
         self.velocities = {name: torch.zeros_like(getattr(layer, name)) for name in PARAMETERS}
+        self.reducer = reducer
 
     @abc.abstractmethod
     def step(self, x: Tensor, generator: torch.Generator) -> float:
@@ -203,6 +209,17 @@ class LayerTrainer(abc.ABC):
             The learning rate used.
         """
         layer, velocities = self.layer, self.velocities
+        world = self.reducer.world
+        if world > 1:
+            # Data-parallel: the processes' directions are averaged before any is applied. The weight
+            # ascent is formed here (one process folds its factors into the momentum buffer instead).
+            if isinstance(weight_ascent, tuple):
+                a, b = weight_ascent
+                weight_ascent = torch.mm(a.t(), b).mul_(weight_scale)
+                weight_scale = 1.0
+            hidden_ascent, visible_ascent = hidden_ascent.clone(), visible_ascent.clone()
+            self.reducer.mean_([weight_ascent, hidden_ascent, visible_ascent])
+            batch *= world
         lr = self.sgd.learning_rate_at(self.examples_seen, self.total_examples)
         momentum = self.sgd.momentum_at(self.examples_seen)
         sgd_step(
