@@ -20,7 +20,7 @@ import torch.distributed as dist
 
 from unitlens.errors import UnitlensError
 
-__all__ = ["ALONE", "World", "barrier", "gather", "join", "leave"]
+__all__ = ["ALONE", "World", "all_gather", "barrier", "gather", "join", "leave"]
 
 
 @dataclass(frozen=True)
@@ -91,4 +91,13 @@ def gather(world: World, value: Any) -> list[Any] | None:
         return [value]
     out: list[Any] | None = [None] * world.size if world.main else None
     dist.gather_object(value, out, dst=0)
+    return out
+
+
+def all_gather(world: World, value: Any) -> list[Any]:
+    """Every process's ``value`` (any picklable object), in rank order, on every process."""
+    if world.size == 1:
+        return [value]
+    out: list[Any] = [None] * world.size
+    dist.all_gather_object(out, value)
     return out

@@ -30,6 +30,8 @@ from unitlens.analysis.flat import FlatUnits, flat_units
 from unitlens.analysis.restarts import RestartAgreement, RestartSummary, restart_agreement, summarize_restarts
 from unitlens.analysis.selectivity import Selectivity, selectivity
 from unitlens.data.dataset import Dataset
+from unitlens.dealing import deals, join_am, join_exemplars, my_block
+from unitlens.distributed import ALONE, World
 from unitlens.errors import UnitlensError
 from unitlens.models.dbn import DBN
 from unitlens.models.stack import LayerStack
@@ -273,10 +275,40 @@ def _cosine_rows(a: Tensor, b: Tensor) -> Tensor:
     return torch.nn.functional.cosine_similarity(a.flatten(1), b.flatten(1), dim=1)
 
 
+def _maximize(
+    stack: LayerStack, layer: int, units: Tensor, generator: torch.Generator, world: World, **kwargs: Any
+) -> AMResult:
+    """``maximize_activation`` on ``units``, dealt out to the run's processes when there are several."""
+    if not deals(units, world):
+        return maximize_activation(stack, layer, units, generator=generator, **kwargs)
+    part = maximize_activation(stack, layer, my_block(units, world), generator=generator, **kwargs)
+    return join_am(world, part)
+
+
+def _exemplars(
+    stack: LayerStack, layer: int, x: Tensor, units: Tensor, n_top: int, world: World
+) -> Exemplars:
+    """``top_exemplars`` of ``units``, dealt out to the run's processes when there are several."""
+    if not deals(units, world):
+        return top_exemplars(stack, layer, x, units, n_top=n_top)
+    return join_exemplars(world, top_exemplars(stack, layer, x, my_block(units, world), n_top=n_top))
+
+
 def study_layer(
-    stack: LayerStack, data: Dataset, layer: int, config: StudyConfig, generator: torch.Generator
+    stack: LayerStack,
+    data: Dataset,
+    layer: int,
+    config: StudyConfig,
+    generator: torch.Generator,
+    world: World = ALONE,
 ) -> LayerStudy:
-    """Run every method and analysis on ``layer`` (1-based) of ``stack``."""
+    """Run every method and analysis on ``layer`` (1-based) of ``stack``.
+
+    With a ``world`` of several processes (``unitlens.distributed``), each process calls this with the
+    same arguments and generator; activation maximization and the exemplars are dealt out by blocks of
+    units (``unitlens.dealing``), and every process returns the same study, the one a single process
+    computes (up to float rounding).
+    """
     n_units = stack.layer_sizes[layer]
     units = torch.arange(n_units if config.units is None else min(config.units, n_units))
     seconds: dict[str, float] = {}
@@ -292,14 +324,14 @@ def study_layer(
         "gtol": config.gtol,
     }
     t = time.perf_counter()
-    am = maximize_activation(stack, layer, units, generator=generator, **am_kwargs)
+    am = _maximize(stack, layer, units, generator, world, **am_kwargs)
     timed("activation_maximization", t)
     best = am.best_x()
     t = time.perf_counter()
     lc = linear_combination(stack, layer, units, k=config.lc_k).detach()
     timed("linear_combination", t)
     t = time.perf_counter()
-    exemplars = top_exemplars(stack, layer, data.x_train, units, n_top=config.n_exemplars)
+    exemplars = _exemplars(stack, layer, data.x_train, units, config.n_exemplars, world)
     timed("exemplars", t)
     agreement = restart_agreement(
         am.x, am.activation, am.steps, am.converged, best=am.best, threshold=config.threshold
@@ -349,7 +381,7 @@ def study_layer(
     if config.control and layer >= 2:
         t = time.perf_counter()
         control = shuffled_copy(stack, generator)
-        control_am = maximize_activation(control, layer, units, generator=generator, **am_kwargs)
+        control_am = _maximize(control, layer, units, generator, world, **am_kwargs)
         control_agreement = restart_agreement(
             control_am.x,
             control_am.activation,
@@ -376,9 +408,10 @@ def study_stack(
     config: StudyConfig,
     generator: torch.Generator,
     layers: tuple[int, ...] | None = None,
+    world: World = ALONE,
 ) -> list[LayerStudy]:
     """:func:`study_layer` for each of ``layers`` (default: every layer of the stack)."""
     if stack.n_inputs != data.n_inputs:
         raise UnitlensError(f"the stack takes {stack.n_inputs} inputs but the data has {data.n_inputs}")
     chosen = layers if layers is not None else tuple(range(1, stack.n_layers + 1))
-    return [study_layer(stack, data, layer, config, generator) for layer in chosen]
+    return [study_layer(stack, data, layer, config, generator, world) for layer in chosen]

@@ -4,11 +4,12 @@ trained stack or on the named layers of a user's own network, figures and a repo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -18,6 +19,9 @@ from unitlens.data.dataset import DataRecipe, Dataset
 from unitlens.errors import UnitlensError
 from unitlens.outdir import hold_lock, prepare_output
 from unitlens.recipes import data_recipe
+
+if TYPE_CHECKING:
+    from unitlens.distributed import World
 
 log = logging.getLogger("unitlens")
 
@@ -73,18 +77,40 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run(args: argparse.Namespace) -> int:
+    from unitlens.distributed import join, leave
+
+    # Under torchrun, every process runs this command and the units are dealt out (unitlens.dealing).
+    world = join()
+    try:
+        return _dispatch(args, world)
+    finally:
+        leave(world)
+
+
+def _dispatch(args: argparse.Namespace, world: World) -> int:
+    from unitlens.distributed import barrier
+
     if args.model is None and args.checkpoint is None:
         raise UnitlensError("give a checkpoint, or --model with --layer and --input-shape")
     if args.model is not None and args.checkpoint is not None:
         raise UnitlensError("give either a checkpoint or --model, not both")
     if args.model is not None:
+        if world.size > 1:
+            raise UnitlensError(
+                "visualize --model does not deal its units out to several processes yet: run it without "
+                "torchrun (checkpoints of `unitlens train` do: visualize CHECKPOINT)"
+            )
         settings = _model_settings(args)  # every flag checked before the output folder is touched
         out = prepare_output(args.out)
         with hold_lock(out):
             return _run_model(args, settings, out)
-    out = prepare_output(args.out)
-    with hold_lock(out):
-        return _run(args, out)
+    if not world.main:
+        log.setLevel(logging.ERROR)  # process 0 speaks for the run
+    # Process 0 makes the folder, holds its lock and writes; the others compute their share of the units.
+    out = prepare_output(args.out) if world.main else Path(args.out)
+    barrier(world)
+    with hold_lock(out) if world.main else contextlib.nullcontext():
+        return _run(args, out, world)
 
 
 _SLUG = re.compile(r"^[A-Za-z0-9_]+$")
@@ -154,10 +180,11 @@ def _run_model(args: argparse.Namespace, settings: dict[str, Any], out: Path) ->
     return 0
 
 
-def _run(args: argparse.Namespace, out: Path) -> int:
+def _run(args: argparse.Namespace, out: Path, world: World) -> int:
     from unitlens.checkpoint import load_model, paths_for
     from unitlens.data.files import DATA_CACHE
     from unitlens.data.recipe import load_data
+    from unitlens.distributed import barrier
     from unitlens.models.stack import LayerStack
     from unitlens.reproduce import render_run
     from unitlens.runs import recorded_recipe
@@ -179,7 +206,11 @@ def _run(args: argparse.Namespace, out: Path) -> int:
     folder = args.photos if recipe.loader == "patches" else args.data_dir
     if folder:  # the same recipe over another copy of the data (a moved folder)
         recipe = dataclasses.replace(recipe, path=str(Path(folder).expanduser().resolve()))
+    if not world.main:
+        barrier(world)  # process 0 fills the data cache first
     data = load_data(recipe, cache=out / DATA_CACHE)
+    if world.main:
+        barrier(world)
     if data.n_inputs != model.n_inputs:
         raise UnitlensError(f"{args.checkpoint} takes {model.n_inputs} inputs; the data has {data.n_inputs}")
     _check_standardisation(data, ckpt.tensors, meta_path)
@@ -192,7 +223,9 @@ def _run(args: argparse.Namespace, out: Path) -> int:
         dataset = "mnist" if recipe.loader == "mnist" else ("patches" if recipe.size == 12 else "patches20")
         name = f"{dataset}-{model.kind}"
     config = StudyConfig(units=args.units or None, restarts=args.restarts, max_steps=args.max_steps)
-    studies = study_stack(model, data, config, torch.Generator().manual_seed(args.seed))
+    studies = study_stack(model, data, config, torch.Generator().manual_seed(args.seed), world=world)
+    if not world.main:
+        return 0
     stack_results(studies, data).save(out / "results" / f"{name}.npz")
     print(f"report: {render_run(out)}")
     return 0
