@@ -30,7 +30,7 @@ from unitlens.analysis.flat import FlatUnits, flat_units
 from unitlens.analysis.restarts import RestartAgreement, RestartSummary, restart_agreement, summarize_restarts
 from unitlens.analysis.selectivity import Selectivity, selectivity
 from unitlens.data.dataset import Dataset
-from unitlens.dealing import deals, join_am, join_exemplars, my_block
+from unitlens.dealing import UnitDealer, deals, join_exemplars, my_block
 from unitlens.distributed import ALONE, World
 from unitlens.errors import UnitlensError
 from unitlens.models.dbn import DBN
@@ -279,17 +279,15 @@ def _maximize(
     stack: LayerStack, layer: int, units: Tensor, generator: torch.Generator, world: World, **kwargs: Any
 ) -> AMResult:
     """``maximize_activation`` on ``units``, dealt out to the run's processes when there are several."""
-    if not deals(units, world):
-        return maximize_activation(stack, layer, units, generator=generator, **kwargs)
-    part = maximize_activation(stack, layer, my_block(units, world), generator=generator, **kwargs)
-    return join_am(world, part)
+    dealer = UnitDealer(world) if world.size > 1 else None
+    return maximize_activation(stack, layer, units, generator=generator, dealer=dealer, **kwargs)
 
 
 def _exemplars(
     stack: LayerStack, layer: int, x: Tensor, units: Tensor, n_top: int, world: World
 ) -> Exemplars:
     """``top_exemplars`` of ``units``, dealt out to the run's processes when there are several."""
-    if not deals(units, world):
+    if not deals(units.numel(), world):
         return top_exemplars(stack, layer, x, units, n_top=n_top)
     return join_exemplars(world, top_exemplars(stack, layer, x, my_block(units, world), n_top=n_top))
 

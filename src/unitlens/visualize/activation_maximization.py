@@ -49,7 +49,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -374,6 +374,19 @@ def _stationarity(x: Tensor, grad: Tensor, norm: float, box: tuple[float, float]
     return torch.where(gnorm > tiny, ratio, torch.zeros_like(ratio))
 
 
+class Dealer(Protocol):
+    """Deals the units of a paper-recipe run out to the processes of a data-parallel run, and gathers
+    what each computed (``unitlens.dealing.UnitDealer``). Every process makes the same calls."""
+
+    def block(self, units: list[int]) -> list[int]:
+        """This process's units of ``units`` (all of them when they are not dealt out)."""
+        ...
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every process's ``value``, in process order, on every process."""
+        ...
+
+
 @dataclass(frozen=True)
 class _Run:
     x: Tensor  # (N, D)
@@ -383,6 +396,29 @@ class _Run:
     history: Tensor  # (S + 1, N)
     start_gradient_norm: Tensor  # (N,)
     stationarity: Tensor  # (N,) at the final input
+
+
+def _held(history: Tensor, rows: int) -> Tensor:
+    """``history`` (S + 1, ...) extended to ``rows`` rows by holding its last row (a stopped restart's
+    final value is held: ``AMResult.history``)."""
+    extra = rows - history.shape[0]
+    if extra <= 0:
+        return history
+    return torch.cat([history, history[-1:].expand(extra, *history.shape[1:])])
+
+
+def _join_runs(parts: list[_Run]) -> _Run:
+    """Runs on consecutive blocks of rows, as one run of all their rows (histories held to the longest)."""
+    rows = max(p.history.shape[0] for p in parts)
+    return _Run(
+        x=torch.cat([p.x for p in parts]),
+        activation=torch.cat([p.activation for p in parts]),
+        steps=torch.cat([p.steps for p in parts]),
+        converged=torch.cat([p.converged for p in parts]),
+        history=torch.cat([_held(p.history, rows) for p in parts], dim=1),
+        start_gradient_norm=torch.cat([p.start_gradient_norm for p in parts]),
+        stationarity=torch.cat([p.stationarity for p in parts]),
+    )
 
 
 def _gradient_norms(
@@ -674,6 +710,7 @@ def maximize_activation(
     channel_reduce: str | tuple[int, ...] = "center",
     forward_fn: ForwardFn | None = None,
     chunk_size: int | None = None,
+    dealer: Dealer | None = None,
 ) -> AMResult:
     """Find, for each unit, the inputs that maximize its activation (or any objective), from several starts.
 
@@ -736,6 +773,10 @@ def maximize_activation(
         chunk_size: inputs per batch (None: all units x restarts at once); bounds memory, not results
             (which agree up to float rounding of the matrix products, see the module docstring). With a
             torch optimizer, chunks hold whole units.
+        dealer: the paper's recipe only: deal the units out to the processes of a data-parallel run
+            (``unitlens.dealing``). Each process ascends from its block of the units, the step size's trial
+            runs included, and every process gets the whole result, the one a single process computes (up
+            to float rounding: each unit's path depends on its own seed alone).
 
     Returns:
         An :class:`AMResult` holding every restart.
@@ -773,6 +814,11 @@ def maximize_activation(
                 or transforms is not None
                 or (parameterization is not None and not _is_sphere(parameterization))
             ):
+                if dealer is not None:
+                    raise UnitlensError(
+                        "dealer deals out the paper's projected ascent only; a torch optimizer's run is "
+                        "not dealt out to processes yet"
+                    )
                 return _maximize_modern(
                     model,
                     layer,
@@ -818,6 +864,7 @@ def maximize_activation(
                 channel_reduce=channel_reduce,
                 forward_fn=forward_fn,
                 chunk_size=chunk_size,
+                dealer=dealer,
             )
         finally:
             _restore_modes(model, modes)
@@ -987,6 +1034,7 @@ def _maximize_paper(
     channel_reduce: str | tuple[int, ...],
     forward_fn: ForwardFn | None,
     chunk_size: int | None,
+    dealer: Dealer | None = None,
 ) -> AMResult:
     """The paper's projected gradient ascent on pixels under the norm (see the module docstring)."""
     if norm is None:
@@ -1078,11 +1126,26 @@ def _maximize_paper(
         def reference_median(unit_starts: _Starts, rows: Tensor) -> float:
             return float(_gradient_norms(evaluator, unit_starts, rows, norm, box, chunk).median())
 
+        def dealt(rate: float, unit_ids: list[int]) -> _Run:
+            """The ascent of ``unit_ids`` at ``rate``: this process's block, joined with the others'."""
+            assert dealer is not None
+            mine = dealer.block(unit_ids)
+            if mine == unit_ids:  # too few units to deal out: every process runs them all
+                return ascend(rate, *rows_of(unit_ids))
+            return _join_runs(dealer.gather(ascend(rate, *rows_of(mine))))
+
+        def dealt_median(unit_ids: list[int]) -> float:
+            """The median gradient norm at the starts of ``unit_ids``, dealt out like the ascent."""
+            if dealer is None or (mine := dealer.block(unit_ids)) == unit_ids:
+                return reference_median(*rows_of(unit_ids))
+            norms = dealer.gather(_gradient_norms(evaluator, *rows_of(mine), norm, box, chunk))
+            return float(torch.cat(norms).median())
+
         with torch.no_grad():
             # The layer's scale of gradients, on its reference units whatever was requested: it sets the
             # step size and tells flat units apart (AMResult.reference_gradient_norm).
             if learning_rate is not None:
-                run = ascend(learning_rate)
+                run = ascend(learning_rate) if dealer is None else dealt(learning_rate, unit_list)
                 # Each unit's starts depend on its index alone, so a run that holds every reference unit
                 # has already evaluated their starts: one gradient evaluation of the batch fewer.
                 row_of = {u: p for p, u in enumerate(unit_list)}
@@ -1097,10 +1160,13 @@ def _maximize_paper(
                     )
                     median = float(run.start_gradient_norm.index_select(0, rows).median())
                 else:
-                    median = reference_median(*rows_of(reference))
+                    median = dealt_median(reference)
             else:
-                reference_starts, reference_owners = rows_of(reference)
-                median = reference_median(reference_starts, reference_owners)
+                if dealer is None:
+                    reference_starts, reference_owners = rows_of(reference)
+                    median = reference_median(reference_starts, reference_owners)
+                else:
+                    median = dealt_median(reference)
                 if not math.isfinite(median):
                     raise UnitlensError(
                         f"the gradient at the starts is not finite ({median}): the model's weights or "
@@ -1115,7 +1181,10 @@ def _maximize_paper(
                 chosen: _Run | None = None
                 for c in candidates:
                     rate = c * norm / median
-                    trial = ascend(rate, reference_starts, reference_owners)
+                    if dealer is None:
+                        trial = ascend(rate, reference_starts, reference_owners)
+                    else:
+                        trial = dealt(rate, reference)
                     mean = float(trial.activation.double().mean())
                     # Strictly greater: on a tie the smaller (earlier) candidate wins.
                     if mean > best_mean:
@@ -1123,7 +1192,10 @@ def _maximize_paper(
                 if chosen is None or learning_rate is None:
                     raise UnitlensError("the final activations are not finite for any step size candidate")
                 # A request of exactly the reference units is the trial run itself.
-                run = chosen if unit_list == reference else ascend(learning_rate)
+                if unit_list == reference:
+                    run = chosen
+                else:
+                    run = ascend(learning_rate) if dealer is None else dealt(learning_rate, unit_list)
     finally:
         if hooked is not None:
             hooked.remove()
