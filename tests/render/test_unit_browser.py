@@ -722,3 +722,23 @@ def test_a_link_to_a_section_keeps_its_address_until_the_browser_is_used(
     _click(driver, driver.find_element("id", "next-unit"))
     _wait_shown(driver, "mnist-dbn/1/1")
     assert driver.execute_script("return location.hash") == "#unit=mnist-dbn/1/1"
+
+
+def test_a_missing_chunk_file_is_named_and_the_rest_still_opens(
+    driver: Any, run: tuple[Path, Arrays], tmp_path: Path
+) -> None:
+    import shutil
+
+    root = tmp_path / "damaged"
+    shutil.copytree(run[0], root)
+    (root / "report" / "data" / "s0-l1-c1.js").unlink()  # units 5-9 of mnist-dbn layer 1
+    _load(driver, root, expected="mnist-dbn/1/0")
+    _select(driver, "pick-unit", "6")
+    _wait(driver, lambda b: "Could not load" in b.find_element("id", "explorer-status").text, "the error")
+    status = driver.find_element("id", "explorer-status").text
+    assert "data/s0-l1-c1.js" in status and "unitlens report" in status
+    assert _shown(driver) == "mnist-dbn/1/0"  # the unit drawn last stays, never half of another
+    _select(driver, "pick-unit", "11")  # a chunk that is there
+    _wait_shown(driver, "mnist-dbn/1/11")
+    # The browser's own console logs the failed script load; nothing else is an error.
+    assert all("s0-l1-c1.js" in entry["message"] for entry in _severe(driver))
