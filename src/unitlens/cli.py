@@ -39,6 +39,17 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_launch(args: argparse.Namespace) -> None:
+    """Refuse a command that does not run data-parallel when torchrun started several copies of it: the
+    copies would each run the whole command on the same output folder."""
+    world = os.environ.get("WORLD_SIZE", "1")
+    if world.strip() not in ("", "0", "1") and not getattr(args, "distributed", False):
+        raise UnitlensError(
+            f"`unitlens {args.command}` does not run data-parallel yet, and torchrun started {world} copies "
+            "of it (WORLD_SIZE); run it in one process (data-parallel: `train` and `visualize CHECKPOINT`)"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (0 success, 2 a user error, 130 interrupted).
 
@@ -59,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The command owns its process: keep freed memory for the next step (unitlens.allocator says why).
     allocator = keep_freed_memory()
     try:
+        _check_launch(args)
         with progress.session(quiet=getattr(args, "quiet", False), verbose=getattr(args, "verbose", False)):
             logging.getLogger("unitlens").debug("allocator: %s", allocator)
             return run(args)

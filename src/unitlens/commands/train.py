@@ -48,7 +48,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--out", required=True, help="folder for the checkpoint and its log")
     p.add_argument("--seed", type=int, default=0)
     add_output_options(p)
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, distributed=True)  # torchrun: data-parallel (unitlens.distributed)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -73,7 +73,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     own.add_argument("--name", default="model", help="the results' name (default model)")
     add_output_options(p)
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, distributed=True)  # torchrun: data-parallel (unitlens.distributed)
 
 
 def run(args: argparse.Namespace) -> int:
