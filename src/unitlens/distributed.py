@@ -13,6 +13,8 @@ others compute and hand it what only they hold (:func:`gather`).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +22,7 @@ import torch.distributed as dist
 
 from unitlens.errors import UnitlensError
 
-__all__ = ["ALONE", "World", "all_gather", "barrier", "gather", "join", "leave"]
+__all__ = ["ALONE", "World", "all_gather", "barrier", "gather", "join", "leave", "main_first"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,16 @@ def barrier(world: World) -> None:
     """Wait until every process gets here."""
     if world.size > 1:
         dist.barrier()
+
+
+@contextmanager
+def main_first(world: World) -> Iterator[None]:
+    """Process 0 runs the block first (making a folder, filling a cache), the others once it is done."""
+    if not world.main:
+        barrier(world)
+    yield
+    if world.main:
+        barrier(world)
 
 
 def gather(world: World, value: Any) -> list[Any] | None:

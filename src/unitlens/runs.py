@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from unitlens.atomic import write_text
+from unitlens.catalogue import derive_seed
 from unitlens.checkpoint import (
     Checkpoint,
     DamagedCheckpointError,
@@ -190,7 +191,8 @@ def pretrain(
             save_checkpoint(start, stack, extra=extra, meta=meta)
         _write_log(log_path, s.history)
 
-    generator = torch.Generator().manual_seed(seed if world.main else _rank_seed(seed, world.rank))
+    # Process 0's generator is a one-process run's; each other process draws its own.
+    generator = torch.Generator().manual_seed(seed if world.main else derive_seed(seed, "rank", world.rank))
     reducer = reducer_for_process_group() if world.size > 1 else SINGLE
     final_state = train_layerwise(
         stack,
@@ -213,13 +215,6 @@ def pretrain(
         _remove_log_temporaries(log_path)
     barrier(world)  # nobody reports done before the checkpoint is
     return stack, final_state.history
-
-
-def _rank_seed(seed: int, rank: int) -> int:
-    """The training generator's seed of process ``rank`` > 0 (process 0's is the run's own)."""
-    from unitlens.visualize.seeding import splitmix64
-
-    return splitmix64(seed ^ splitmix64(rank)) & ((1 << 63) - 1)
 
 
 def _resumed_from(resume: Path, start: Path) -> Path:

@@ -68,7 +68,7 @@ def _run(args: argparse.Namespace, world: World) -> int:
     from unitlens.catalogue import derive_seed, stack_name
     from unitlens.data.files import DATA_CACHE, check_recipe, dataset_from_recipe
     from unitlens.data.recipe import load_data
-    from unitlens.distributed import barrier
+    from unitlens.distributed import main_first
     from unitlens.recipes import batch_source, build_stack, data_recipe, stack_settings, training_config
     from unitlens.runs import pretrain
 
@@ -83,18 +83,15 @@ def _run(args: argparse.Namespace, world: World) -> int:
         name = stack_name(dataset, args.model)
     # Process 0 makes the folder and holds the lock; the others wait for it, then write nothing there (but
     # a converted copy of a user's data, which process 0 makes first).
-    out = prepare_output(args.out) if world.main else Path(args.out)
-    barrier(world)
+    with main_first(world):
+        out = prepare_output(args.out) if world.main else Path(args.out)
     # One lock per stack: trainings of different stacks may share a folder, two of the same one may not.
     lock = hold_lock(out, name=f".{name}.lock") if world.main else contextlib.nullcontext()
     with lock:
         if config.data.path:
             # A memory-mapped file that needs converting streams from a copy in the output folder.
-            if not world.main:
-                barrier(world)  # process 0 converts it first
-            data = dataset_from_recipe(recipe, out / DATA_CACHE, checked)
-            if world.main:
-                barrier(world)
+            with main_first(world):  # process 0 converts it, the others then read its copy
+                data = dataset_from_recipe(recipe, out / DATA_CACHE, checked)
             log.info("data: %s", data.source)  # says the visible units the values call for
         settings = stack_settings(dataset, config, data)
         seed = derive_seed(args.seed, "train", name)

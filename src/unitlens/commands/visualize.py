@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _dispatch(args: argparse.Namespace, world: World) -> int:
-    from unitlens.distributed import barrier
+    from unitlens.distributed import main_first
 
     if args.model is None and args.checkpoint is None:
         raise UnitlensError("give a checkpoint, or --model with --layer and --input-shape")
@@ -107,8 +107,8 @@ def _dispatch(args: argparse.Namespace, world: World) -> int:
     if not world.main:
         log.setLevel(logging.ERROR)  # process 0 speaks for the run
     # Process 0 makes the folder, holds its lock and writes; the others compute their share of the units.
-    out = prepare_output(args.out) if world.main else Path(args.out)
-    barrier(world)
+    with main_first(world):
+        out = prepare_output(args.out) if world.main else Path(args.out)
     with hold_lock(out) if world.main else contextlib.nullcontext():
         return _run(args, out, world)
 
@@ -184,7 +184,7 @@ def _run(args: argparse.Namespace, out: Path, world: World) -> int:
     from unitlens.checkpoint import load_model, paths_for
     from unitlens.data.files import DATA_CACHE
     from unitlens.data.recipe import load_data
-    from unitlens.distributed import barrier
+    from unitlens.distributed import main_first
     from unitlens.models.stack import LayerStack
     from unitlens.reproduce import render_run
     from unitlens.runs import recorded_recipe
@@ -206,11 +206,8 @@ def _run(args: argparse.Namespace, out: Path, world: World) -> int:
     folder = args.photos if recipe.loader == "patches" else args.data_dir
     if folder:  # the same recipe over another copy of the data (a moved folder)
         recipe = dataclasses.replace(recipe, path=str(Path(folder).expanduser().resolve()))
-    if not world.main:
-        barrier(world)  # process 0 fills the data cache first
-    data = load_data(recipe, cache=out / DATA_CACHE)
-    if world.main:
-        barrier(world)
+    with main_first(world):  # process 0 fills the data cache, the others then read it
+        data = load_data(recipe, cache=out / DATA_CACHE)
     if data.n_inputs != model.n_inputs:
         raise UnitlensError(f"{args.checkpoint} takes {model.n_inputs} inputs; the data has {data.n_inputs}")
     _check_standardisation(data, ckpt.tensors, meta_path)

@@ -51,6 +51,7 @@ from unitlens.render.report.layer_files import (
     CHUNK_UNITS,
     SharedImages,
     layer_files,
+    nested_get,
     quantise_images,
     shared_file_text,
 )
@@ -529,14 +530,6 @@ def _figures_section(run: RunContents) -> str:
     )
 
 
-def _get(d: Mapping[str, Any], *path: str) -> Any:
-    for p in path:
-        if not isinstance(d, Mapping) or p not in d:
-            return None
-        d = d[p]
-    return d
-
-
 def _tip(label_html: str, tip: str) -> str:
     """A label with its explanation, shown on hover, keyboard focus and touch (``explorer.js`` toggles it)."""
     return (
@@ -614,7 +607,9 @@ def _threshold_heading(run: RunContents) -> str:
         t
         for stack in run.stacks
         for j in stack.layers
-        if isinstance(t := _get(stack.results.layer_summary(j) or {}, "restarts", "threshold"), int | float)
+        if isinstance(
+            t := nested_get(stack.results.layer_summary(j) or {}, "restarts", "threshold"), int | float
+        )
     }
     return f"{found.pop():g}" if len(found) == 1 else "threshold"
 
@@ -638,7 +633,9 @@ def _layers_section(run: RunContents) -> str:
         if not stack.is_paper:
             # A user's model has no linear combination, samples, control or closed form: drop the columns
             # no layer of it fills rather than show rows of dashes.
-            columns = [c for c in columns if any(_get(sm, *c[2]) is not None for sm in summaries.values())]
+            columns = [
+                c for c in columns if any(nested_get(sm, *c[2]) is not None for sm in summaries.values())
+            ]
         heads = "".join(
             f'<th scope="col">{_tip(title.format(threshold=_e(threshold)), tip)}</th>'
             for title, tip, _ in columns
@@ -647,7 +644,7 @@ def _layers_section(run: RunContents) -> str:
         for j, summary in summaries.items():
             cells = "".join(
                 f'<td data-label="{_e(html.unescape(title.format(threshold=threshold)))}">'
-                f"{_e(_fmt(_get(summary, *path)))}</td>"
+                f"{_e(_fmt(nested_get(summary, *path)))}</td>"
                 for title, _, path in columns
             )
             name = stack.results.layer_name(j) if stack.results.layer_names is not None else str(j)

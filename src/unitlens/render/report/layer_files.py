@@ -47,6 +47,7 @@ from __future__ import annotations
 import json
 import re
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +71,7 @@ __all__ = [
     "encode_bytes_literal",
     "image_ranges",
     "layer_files",
+    "nested_get",
     "quantise_images",
     "read_layer",
     "read_shared_file",
@@ -200,10 +202,6 @@ class _Images:
             self.bases.append(base)
         return row
 
-    def know(self, levels: np.ndarray, row: int) -> None:
-        """Record that row ``row`` (below ``offset``, stored elsewhere) holds ``levels``."""
-        self.index.setdefault((-1, levels.tobytes()), row)
-
 
 def _add_kind(table: _Images, q: np.ndarray, per_unit: int, lead: np.ndarray) -> list[int]:
     """Add one kind's images (``q`` ``(units * per_unit, width)``, unit-major) and return their rows.
@@ -245,9 +243,10 @@ def _floats(arr: np.ndarray, digits: int) -> Any:
     return values.tolist()
 
 
-def _get(d: Any, *path: str) -> Any:
+def nested_get(d: Any, *path: str) -> Any:
+    """``d[path[0]][path[1]]...``, or None where a key is missing or a value is not a mapping."""
     for p in path:
-        if not isinstance(d, dict) or p not in d:
+        if not isinstance(d, Mapping) or p not in d:
             return None
         d = d[p]
     return d
@@ -419,8 +418,8 @@ def layer_files(
     }
     summary = results.layer_summary(j) or {}
     # The study's thresholds (its summary); without a summary the browser flags nothing.
-    meta["degenerate_threshold"] = _get(summary, "degenerate", "threshold")
-    meta["restart_threshold"] = _get(summary, "restarts", "threshold")
+    meta["degenerate_threshold"] = nested_get(summary, "degenerate", "threshold")
+    meta["restart_threshold"] = nested_get(summary, "restarts", "threshold")
     arrays: dict[str, np.ndarray] = {}
     if pick is not None:
         arrays["thumbs"] = levels[thumb_kind][pick]
@@ -428,13 +427,17 @@ def layer_files(
     if (sel := _selectivity(a)) is not None:
         meta["selectivity"], arrays["selectivity"] = sel
 
+    # The layer's thumbnails are rows 0 .. n - 1 of every chunk's numbering: each chunk's table starts
+    # knowing them (the first of equal thumbnails), so an equal image refers to one instead of repeating it.
+    thumb_rows: dict[tuple[int, bytes], int] = {}
+    if pick is not None:
+        for u, thumb in enumerate(arrays["thumbs"]):
+            thumb_rows.setdefault((-1, thumb.tobytes()), u)
     chunks: list[tuple[str, bytes]] = []
     chunk_list = []
     for c, start in enumerate(range(0, n, chunk_units) if levels else ()):
         stop = min(n, start + chunk_units)
-        table = _Images.empty(offset=n)
-        for u in range(n):  # the layer's thumbnails, rows 0 .. n - 1 of every chunk's numbering
-            table.know(arrays["thumbs"][u], u)
+        table = _Images(n, [], [], dict(thumb_rows))
         images: dict[str, Any] = {}
         row_lists, range_lists, first = [], [], 0
         for kind, info in kinds.items():
